@@ -1,0 +1,3 @@
+from build_models.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""The base ViT: a hub id, a local checkpoint folder, or ``scratch:<preset>`` (random init)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from build_models.errors import BaseModelError
+from build_models.hub import hub_reachable
+from build_models.preprocessing import PreprocessConfig
+
+SCRATCH_PREFIX = "scratch:"
+
+# ViTConfig keyword arguments of each from-scratch preset.
+SCRATCH_PRESETS: dict[str, dict[str, Any]] = {
+    # Tests: trains in seconds.
+    "tiny": dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2,
+                 num_attention_heads=2, intermediate_size=128),
+    # Offline default: 16 tokens of 16x16 px at 64 px keeps a step cheap on 2 CPU cores.
+    "small": dict(image_size=64, patch_size=16, hidden_size=192, num_hidden_layers=6,
+                  num_attention_heads=3, intermediate_size=768),
+    # The exact google/vit-base-patch16-224 architecture.
+    "vit-base": dict(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12,
+                     num_attention_heads=12, intermediate_size=3072),
+}
+
+
+@dataclass(frozen=True)
+class BaseModelSource:
+    kind: str  # "hub", "local" or "scratch"
+    ref: str
+
+    @classmethod
+    def parse(cls, spec: str) -> BaseModelSource:
+        if spec.startswith(SCRATCH_PREFIX):
+            preset = spec[len(SCRATCH_PREFIX):]
+            if preset not in SCRATCH_PRESETS:
+                raise BaseModelError(f"unknown scratch preset {preset!r}; choose one of {sorted(SCRATCH_PRESETS)}")
+            return cls("scratch", preset)
+        if Path(spec).is_dir():
+            return cls("local", str(Path(spec).resolve()))
+        if spec.startswith((".", "/", "~")):
+            raise BaseModelError(f"base model folder {spec!r} does not exist")
+        return cls("hub", spec)
+
+    def describe(self) -> str:
+        return f"{SCRATCH_PREFIX}{self.ref}" if self.kind == "scratch" else self.ref
+
+
+@dataclass
+class LoadedBase:
+    model: Any  # transformers.ViTForImageClassification
+    preprocess: PreprocessConfig
+    needs_training: bool
+    recipe: str  # "scratch" or "finetune"
+
+
+def label_maps(label_names: list[str]) -> dict[str, Any]:
+    return {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+    }
+
+
+def load_base_model(source: BaseModelSource, label_names: list[str], seed: int) -> LoadedBase:
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    if source.kind == "scratch":
+        torch.manual_seed(seed)
+        config = ViTConfig(**SCRATCH_PRESETS[source.ref], **label_maps(label_names))
+        size = config.image_size
+        return LoadedBase(ViTForImageClassification(config), PreprocessConfig(size, size), True, "scratch")
+    if source.kind == "hub" and not hub_reachable():
+        raise BaseModelError(
+            f"the Hugging Face Hub is unreachable, so {source.ref!r} cannot be downloaded; pass --base-model "
+            f"<local checkpoint folder> or --base-model scratch:<preset> ({', '.join(SCRATCH_PRESETS)})"
+        )
+    try:
+        config = ViTConfig.from_pretrained(source.ref)
+        has_labels = [config.id2label.get(i) for i in range(config.num_labels)] == label_names
+        model = ViTForImageClassification.from_pretrained(
+            source.ref, ignore_mismatched_sizes=not has_labels, **({} if has_labels else label_maps(label_names))
+        )
+        preprocess = _preprocess_of(source.ref, config.image_size)
+    except (OSError, ValueError) as exc:
+        raise BaseModelError(f"cannot load base model {source.ref!r}: {exc}") from exc
+    return LoadedBase(model, preprocess, needs_training=not has_labels, recipe="finetune")
+
+
+def _preprocess_of(ref: str, image_size: int) -> PreprocessConfig:
+    from transformers import ViTImageProcessor
+
+    try:
+        processor = ViTImageProcessor.from_pretrained(ref)
+    except OSError:
+        return PreprocessConfig(image_size, image_size)
+    size = processor.size
+    return PreprocessConfig(
+        height=int(size.get("height", image_size)), width=int(size.get("width", image_size)),
+        image_mean=tuple(processor.image_mean), image_std=tuple(processor.image_std),  # type: ignore[arg-type]
+        rescale_factor=float(processor.rescale_factor),
+    )

@@ -1,0 +1,66 @@
+"""``python -m build_models``: build the base model and every variant into artifacts/."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from build_models.errors import VitserveError
+from build_models.profiles import PROFILE_NAMES, default_profile_name, get_profile
+from build_models.registry import list_variants
+from build_models.threads import ThreadSettings
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m build_models", description=__doc__)
+    p.add_argument("--profile", choices=PROFILE_NAMES,
+                   help="build profile (default: seed where the hub answers, else offline)")
+    p.add_argument("--dataset", help="hub dataset id or local folder in the same parquet layout")
+    p.add_argument("--base-model", help="hub id, local checkpoint folder, or scratch:<preset>")
+    p.add_argument("--train-minutes", type=float, help="training time budget in minutes")
+    p.add_argument("--train-epochs", type=float, help="training length in epochs (with or instead of minutes)")
+    p.add_argument("--variants", default="all", help="'all' or a comma-separated list of variant names")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output folder (default: artifacts)")
+    p.add_argument("--seed", type=int, help="seed of the split and the training")
+    p.add_argument("--limit", type=int, help="use a stratified subset of this many images")
+    p.add_argument("--eval-limit", type=int, help="evaluate on the first N test images only")
+    p.add_argument("--threads", type=int, default=0, help="threads for every runtime (0 = all cores)")
+    p.add_argument("--force", action="store_true", help="rebuild variants that are already built")
+    p.add_argument("--list", action="store_true", help="list the registered variants and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.list:
+        for name in list_variants():
+            print(name)
+        return 0
+    os.environ.setdefault("USE_TF", "0")  # TensorFlow is imported only by the variant that needs it
+    from build_models.pipeline import BuildRequest, run_build
+    from build_models.report import write_report
+
+    profile = get_profile(args.profile or default_profile_name()).with_overrides(
+        dataset=args.dataset, base_model=args.base_model, train_minutes=args.train_minutes,
+        train_epochs=args.train_epochs, seed=args.seed, limit=args.limit, eval_limit=args.eval_limit,
+    )
+    threads = ThreadSettings(torch_intra_op=args.threads, ort_intra_op=args.threads,
+                             openvino_threads=args.threads, tf_intra_op=args.threads)
+    request = BuildRequest(profile=profile, artifacts_dir=args.artifacts, variants=args.variants,
+                           force=args.force, threads=threads)
+    try:
+        manifest = run_build(request)
+    except VitserveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = write_report(manifest)
+    failed = [n for n, e in manifest.variants.items() if e.get("status") != "ok"]
+    print(f"manifest: {args.artifacts / 'manifest.json'}  report: {report}")
+    if failed:
+        print(f"failed variants: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,65 @@
+"""What a variant builder gets: the base model, the data it may calibrate or train on, its folder."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from build_models.data import LabelledImages, Splits, decode_pixels
+from build_models.preprocessing import PreprocessConfig, normalize_uint8
+from build_models.threads import ThreadSettings
+from build_models.training import TrainData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildContext:
+    base_dir: Path  # the base model: a save_pretrained folder (safetensors + preprocessor config)
+    out_dir: Path  # the variant's own folder under artifacts/
+    work_dir: Path  # scratch space for resumable work (artifacts/.work/<variant>)
+    label_names: list[str]
+    preprocess: PreprocessConfig
+    threads: ThreadSettings
+    options: dict[str, Any]
+    data: LabelledImages
+    splits: Splits
+    cache_dir: Path
+    seed: int = 0
+    pixel_cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    progress: Callable[[str], None] = log.info
+
+    def pixels(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 NHWC pixels and labels of ``split`` ("train" / "val") at the base model's size."""
+        if split not in self.pixel_cache:
+            rows = self.splits.as_dict()[split]
+            pixels, kept = decode_pixels(self.data, rows, self.preprocess, self.cache_dir)
+            self.pixel_cache[split] = (pixels, self.data.labels[kept])
+        return self.pixel_cache[split]
+
+    def train_data(self) -> TrainData:
+        train_pixels, train_labels = self.pixels("train")
+        val_pixels, val_labels = self.pixels("val")
+        return TrainData(train_pixels, train_labels, val_pixels, val_labels, self.preprocess)
+
+    def calibration_batch(self, count: int) -> np.ndarray:
+        """A fixed, class-balanced sample of train images as a normalised NCHW float32 batch."""
+        pixels, labels = self.pixels("train")
+        rng = np.random.default_rng(self.seed)
+        per_class = [rng.permutation(np.flatnonzero(labels == c))[: count // 2] for c in np.unique(labels)]
+        rows = np.sort(np.concatenate(per_class))[:count]
+        return normalize_uint8(pixels[rows], self.preprocess)
+
+    @functools.cached_property
+    def base_parameter_count(self) -> int:
+        from transformers import AutoConfig, AutoModelForImageClassification
+
+        config = AutoConfig.from_pretrained(str(self.base_dir))
+        model = AutoModelForImageClassification.from_config(config)
+        return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,54 @@
+"""Score any Predictor on the recorded test split, through the same code the service runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from build_models.data import LabelledImages
+from build_models.metrics import classification_metrics
+from build_models.predictor import Predictor
+from build_models.preprocessing import decode_image
+
+
+@dataclass
+class TestImages:
+    ids: list[str]
+    labels: np.ndarray
+    images: list[Image.Image]
+
+    @classmethod
+    def decode(cls, data: LabelledImages, rows: np.ndarray) -> TestImages:
+        images = [decode_image(data.image_bytes(int(r))) for r in tqdm(rows, desc="decode test", leave=False)]
+        return cls([data.ids[int(r)] for r in rows], data.labels[rows], images)
+
+
+def predict_all(predictor: Predictor, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+    chunks = []
+    for start in tqdm(range(0, len(images), batch_size), desc="evaluate", leave=False):
+        chunks.append(predictor.predict_images(images[start : start + batch_size]))
+    return np.concatenate(chunks)
+
+
+def evaluate(predictor: Predictor, test: TestImages, label_names: list[str]) -> tuple[dict[str, Any], np.ndarray]:
+    probabilities = predict_all(predictor, test.images)
+    metrics = classification_metrics(test.labels, probabilities.argmax(-1), label_names)
+    return metrics, probabilities
+
+
+def write_predictions(path: Path, ids: list[str], probabilities: np.ndarray) -> None:
+    """Per-image test probabilities, so any later run can be checked against the build-time evaluation."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"ids": ids, "probabilities": np.round(probabilities, 7).tolist()}))
+
+
+def read_predictions(path: Path) -> tuple[list[str], np.ndarray]:
+    raw = json.loads(Path(path).read_text())
+    return raw["ids"], np.asarray(raw["probabilities"], dtype=np.float32)

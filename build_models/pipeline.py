@@ -1,0 +1,170 @@
+"""One build: dataset and split, base model (trained or loaded), then every selected variant."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from build_models.base_model import BaseModelSource, load_base_model
+from build_models.context import BuildContext
+from build_models.data import LabelledImages, Splits, load_labelled_images, make_splits, split_record, write_split_ids
+from build_models.evaluate import TestImages, evaluate, write_predictions
+from build_models.manifest import SCHEMA_VERSION, Manifest, describe_files
+from build_models.preprocessing import PreprocessConfig
+from build_models.profiles import BuildProfile
+from build_models.registry import get_variant, resolve_selection
+from build_models.threads import ThreadSettings
+from build_models.training import train_classifier
+
+log = logging.getLogger(__name__)
+
+BASE_DIR = "base"
+WORK_DIR = ".work"
+PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "optimum-intel", "onnx", "onnxruntime",
+            "openvino", "nncf", "tensorflow-cpu", "tf-keras", "tensorflow-model-optimization", "datasets", "numpy")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    profile: BuildProfile
+    artifacts_dir: Path
+    variants: str = "all"
+    force: bool = False
+    threads: ThreadSettings = ThreadSettings()
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def run_build(request: BuildRequest) -> Manifest:
+    profile, root = request.profile, request.artifacts_dir
+    started = time.perf_counter()
+    root.mkdir(parents=True, exist_ok=True)
+    data = load_labelled_images(profile.dataset)
+    splits = make_splits(data.labels, profile.split)
+    split_info = split_record(data, splits, profile.split)
+    manifest = Manifest.load_or_new(root)
+    if manifest.data.get("dataset", {}).get("split") != split_info:
+        manifest.data["variants"] = {}  # a different split invalidates every score
+    write_split_ids(root / "split.json", data, splits)
+    manifest.data.update(
+        schema_version=SCHEMA_VERSION, profile=profile.name, label_names=data.label_names,
+        dataset={"source": profile.dataset, "split": split_info, "split_ids_file": "split.json"},
+        packages=package_versions(),
+    )
+    base_info = ensure_base_model(request, data, splits)
+    if manifest.data.get("base_model", {}).get("fingerprint") != base_info["fingerprint"]:
+        manifest.data["variants"] = {}
+    manifest.data["base_model"] = base_info
+    manifest.save()
+    test = TestImages.decode(data, splits.test[: profile.eval_limit] if profile.eval_limit else splits.test)
+    names = resolve_selection(request.variants)
+    ctx_args = dict(data=data, splits=splits, preprocess=PreprocessConfig.from_dir(root / BASE_DIR),
+                    pixel_cache={})
+    for name in names:
+        build_one(request, manifest, name, test, ctx_args)
+    manifest.data["build_seconds"] = round(time.perf_counter() - started, 1)
+    manifest.save()
+    return manifest
+
+
+def _fingerprint(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def ensure_base_model(request: BuildRequest, data: LabelledImages, splits: Splits) -> dict[str, Any]:
+    """Load or train the base model into artifacts/base, unless an identical one is already there."""
+    profile, root = request.profile, request.artifacts_dir
+    source = BaseModelSource.parse(profile.base_model)
+    recipe = asdict(profile.train)
+    fingerprint = _fingerprint({"source": source.describe(), "split": split_hash_of(data, splits),
+                                "train": recipe})
+    base_dir, info_file = root / BASE_DIR, root / BASE_DIR / "build_info.json"
+    if info_file.exists() and json.loads(info_file.read_text()).get("fingerprint") == fingerprint:
+        return json.loads(info_file.read_text())
+    request.threads.apply_torch()
+    loaded = load_base_model(source, data.label_names, profile.train.seed)
+    info: dict[str, Any] = {"source": source.describe(), "kind": source.kind, "fingerprint": fingerprint,
+                            "parameters": sum(p.numel() for p in loaded.model.parameters())}
+    budget_is_zero = (profile.train.epochs == 0.0) or (profile.train.minutes == 0.0)
+    if loaded.needs_training and not budget_is_zero:
+        ctx = BuildContext(base_dir=base_dir, out_dir=base_dir, work_dir=root / WORK_DIR / "base",
+                           label_names=data.label_names, preprocess=loaded.preprocess, threads=request.threads,
+                           options={}, data=data, splits=splits, cache_dir=root / WORK_DIR / "cache")
+        result = train_classifier(loaded.model, ctx.train_data(), profile.train, ctx.work_dir,
+                                  {"fingerprint": fingerprint})
+        info["training"] = {"recipe": loaded.recipe, "config": recipe, **asdict(result)}
+    else:
+        info["training"] = {"recipe": "none", "reason": "budget is zero" if budget_is_zero else "already labelled"}
+    if base_dir.exists():
+        shutil.rmtree(base_dir)
+    loaded.model.save_pretrained(str(base_dir), safe_serialization=True)
+    loaded.preprocess.save(base_dir)
+    info_file.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def split_hash_of(data: LabelledImages, splits: Splits) -> str:
+    from build_models.data import split_hash
+
+    return "/".join(split_hash(data.ids, rows)[:16] for rows in splits.as_dict().values())
+
+
+def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestImages, ctx_args: dict[str, Any]) -> None:
+    """Build, load and evaluate one variant; a failure is recorded and does not stop the others."""
+    spec, root = get_variant(name), request.artifacts_dir
+    existing = manifest.variants.get(name)
+    if existing and existing.get("status") == "ok" and not request.force:
+        try:
+            manifest.verify(name)
+            log.info("%s: already built, skipping (use --force to rebuild)", name)
+            return
+        except Exception:  # noqa: BLE001 - a broken artifact is simply rebuilt
+            pass
+    out_dir = root / name
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    ctx = BuildContext(base_dir=root / BASE_DIR, out_dir=out_dir, work_dir=root / WORK_DIR / name,
+                       label_names=manifest.data["label_names"], threads=request.threads,
+                       options=request.profile.options, cache_dir=root / WORK_DIR / "cache",
+                       seed=request.profile.train.seed, **ctx_args)
+    entry: dict[str, Any] = {"name": name, "runtime": spec.runtime, "summary": spec.summary,
+                             "lossless": spec.lossless}
+    started = time.perf_counter()
+    try:
+        missing = spec.missing_requirements()
+        if missing:
+            raise RuntimeError(f"missing packages: {', '.join(missing)}")
+        entry["build"] = spec.build(ctx)
+        entry["build_seconds"] = round(time.perf_counter() - started, 1)
+        predictor = spec.predictor(out_dir, request.threads)
+        predictor.load()
+        entry["metrics"], probabilities = evaluate(predictor, test, manifest.data["label_names"])
+        write_predictions(root / "eval" / f"{name}.json", test.ids, probabilities)
+        entry["predictions_file"] = f"eval/{name}.json"
+        entry["files"] = describe_files(root, out_dir)
+        entry["size_mb"] = round(sum(f["bytes"] for f in entry["files"]) / 1e6, 3)
+        entry["status"] = "ok"
+        log.info("%s: built in %.1fs, F1 %.4f", name, entry["build_seconds"], entry["metrics"]["f1"])
+    except Exception as exc:  # noqa: BLE001 - each builder is independent by design
+        entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
+        log.error("%s: FAILED: %s", name, entry["error"])
+    manifest.variants[name] = entry
+    manifest.save()

@@ -1,0 +1,66 @@
+"""The one interface every variant is served and evaluated through."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from build_models.preprocessing import PreprocessConfig, preprocess, softmax
+from build_models.threads import ThreadSettings
+
+
+class Predictor(ABC):
+    """A cheap constructor, ``load()`` for the heavy work and imports, ``forward(batch) -> logits``.
+
+    ``forward`` takes an NCHW float32 batch made by the shared preprocessing and returns
+    ``[N, num_labels]`` logits. ``predict_images`` is what the service and the evaluation call;
+    variants with their own preprocessing (the pipelines) override it.
+    """
+
+    def __init__(self, artifact_dir: Path, threads: ThreadSettings | None = None) -> None:
+        self.artifact_dir = Path(artifact_dir)
+        self.threads = threads or ThreadSettings()
+        self.preprocess_config = PreprocessConfig.from_dir(self.artifact_dir)
+        self.loaded = False
+
+    def load(self) -> None:
+        if not self.loaded:
+            self._load()
+            self.loaded = True
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Import the runtime and load the artifact."""
+
+    @abstractmethod
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """NCHW float32 -> logits [N, num_labels]."""
+
+    def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return preprocess(images, self.preprocess_config)
+
+    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB images -> class probabilities [N, num_labels]."""
+        return softmax(np.asarray(self.forward(self.preprocess(images)), dtype=np.float32))
+
+
+class TorchPredictor(Predictor):
+    """A ``transformers`` PyTorch classifier saved with ``save_pretrained`` (safetensors)."""
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForImageClassification
+
+        self.threads.apply_torch()
+        self.model = AutoModelForImageClassification.from_pretrained(str(self.artifact_dir), use_safetensors=True)
+        self.model.eval()
+        self._torch = torch
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            logits = self.model(pixel_values=self._torch.from_numpy(np.ascontiguousarray(batch))).logits
+        return logits.float().numpy()

@@ -1,0 +1,119 @@
+"""Image preprocessing and postprocessing shared by every variant, training and the service.
+
+The pixels equal those of the Hugging Face ``ViTImageProcessor`` (RGB conversion, bilinear
+resize with PIL, rescale by 1/255 in float64 then float32, normalise with mean and std).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from build_models.errors import InvalidImageError
+
+PREPROCESSOR_FILE = "preprocessor_config.json"
+# Decompression-bomb guard: refuse images larger than this many pixels.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    height: int
+    width: int
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    rescale_factor: float = 1 / 255
+
+    @classmethod
+    def from_dir(cls, model_dir: Path) -> PreprocessConfig:
+        raw = json.loads((Path(model_dir) / PREPROCESSOR_FILE).read_text())
+        size = raw.get("size", {})
+        return cls(
+            height=int(size.get("height", size.get("shortest_edge", 224))),
+            width=int(size.get("width", size.get("shortest_edge", 224))),
+            image_mean=tuple(raw.get("image_mean", (0.5, 0.5, 0.5))),  # type: ignore[arg-type]
+            image_std=tuple(raw.get("image_std", (0.5, 0.5, 0.5))),  # type: ignore[arg-type]
+            rescale_factor=float(raw.get("rescale_factor", 1 / 255)),
+        )
+
+    def save(self, model_dir: Path) -> None:
+        """Write a ``ViTImageProcessor``-compatible preprocessor_config.json."""
+        from transformers import ViTImageProcessor
+
+        processor = ViTImageProcessor(
+            size={"height": self.height, "width": self.width},
+            image_mean=list(self.image_mean),
+            image_std=list(self.image_std),
+            rescale_factor=self.rescale_factor,
+        )
+        processor.save_pretrained(str(model_dir))
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode bytes into an RGB image; alpha is composited onto white. Raises InvalidImageError."""
+    if not data:
+        raise InvalidImageError("empty image body")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise InvalidImageError(f"image too large: {image.width}x{image.height} pixels")
+            image.load()
+    except InvalidImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombWarning) as exc:
+        raise InvalidImageError(f"not a decodable image: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InvalidImageError(f"image could not be decoded: {exc}") from exc
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """EXIF-orient and convert any PIL mode (RGBA, LA, P, L, I;16, CMYK...) to RGB."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() or 1.0
+        image = Image.fromarray((array * (255.0 / peak)).astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
+def resize_to_uint8(image: Image.Image, config: PreprocessConfig) -> np.ndarray:
+    """Bilinear resize exactly as ViTImageProcessor does; returns HWC uint8."""
+    resized = image.resize((config.width, config.height), resample=Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def normalize_uint8(batch_hwc: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """NHWC uint8 -> NCHW float32, rescaled and normalised like ViTImageProcessor."""
+    scaled = (batch_hwc.astype(np.float64) * config.rescale_factor).astype(np.float32)
+    mean = np.asarray(config.image_mean, dtype=np.float32)
+    std = np.asarray(config.image_std, dtype=np.float32)
+    normalized = (scaled - mean) / std
+    return np.ascontiguousarray(normalized.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def preprocess(images: Sequence[Image.Image], config: PreprocessConfig) -> np.ndarray:
+    """RGB PIL images -> NCHW float32 batch ready for any variant's ``forward``."""
+    batch = np.stack([resize_to_uint8(to_rgb(image), config) for image in images])
+    return normalize_uint8(batch, config)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted.astype(np.float64))
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)

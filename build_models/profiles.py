@@ -1,0 +1,106 @@
+"""Named build profiles (frozen dataclasses). Command-line flags override their fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from build_models.data import LOCAL_DATASET_HINT, SplitConfig
+from build_models.hub import hub_reachable
+from build_models.training import TrainConfig
+
+HUB_DATASET = "microsoft/cats_vs_dogs"
+HUB_BASE_MODEL = "google/vit-base-patch16-224"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class BuildProfile:
+    name: str
+    description: str
+    dataset: str
+    base_model: str
+    train: TrainConfig
+    split: SplitConfig = field(default_factory=SplitConfig)
+    variants: str = "all"
+    eval_limit: int | None = None  # evaluate on the first N test images only (slow profiles)
+    options: dict[str, Any] = field(default_factory=dict)  # per-variant knobs, e.g. {"distill_minutes": 5}
+
+    def with_overrides(self, **overrides: Any) -> BuildProfile:
+        train_keys = {"train_minutes": "minutes", "train_epochs": "epochs"}
+        train_changes = {train_keys[k]: v for k, v in overrides.items() if k in train_keys and v is not None}
+        changes = {k: v for k, v in overrides.items() if k not in train_keys and v is not None}
+        if "seed" in changes:
+            seed = changes.pop("seed")
+            train_changes["seed"] = seed
+            changes["split"] = replace(self.split, seed=seed)
+        if "limit" in changes:
+            changes["split"] = replace(changes.get("split", self.split), limit=changes.pop("limit"))
+        return replace(self, train=replace(self.train, **train_changes), **changes)
+
+
+def local_dataset_default() -> str:
+    """``../shared/datasets/cats_vs_dogs`` relative to the working directory, else to the checkout."""
+    if Path(LOCAL_DATASET_HINT).is_dir():
+        return LOCAL_DATASET_HINT
+    beside_checkout = PROJECT_ROOT / LOCAL_DATASET_HINT
+    return str(beside_checkout) if beside_checkout.is_dir() else LOCAL_DATASET_HINT
+
+
+def _profiles() -> dict[str, BuildProfile]:
+    local = local_dataset_default()
+    return {
+        "offline": BuildProfile(
+            name="offline",
+            description="From-scratch small ViT on the full local dataset (no hub needed).",
+            dataset=local,
+            base_model="scratch:small",
+            train=TrainConfig(minutes=25.0, batch_size=64, lr=5e-4, warmup_steps=300, eval_every_steps=500),
+            options={"distill_minutes": 6.0, "prune_recovery_minutes": 2.0},
+        ),
+        "seed": BuildProfile(
+            name="seed",
+            description="google/vit-base-patch16-224 from the hub, head replaced with cat/dog and fine-tuned.",
+            dataset=HUB_DATASET,
+            base_model=HUB_BASE_MODEL,
+            train=TrainConfig(minutes=None, epochs=1.0, batch_size=32, lr=3e-5, warmup_steps=100,
+                              weight_decay=0.01, label_smoothing=0.0, crop_scale_min=0.6, color_jitter=0.1,
+                              eval_every_steps=200),
+            options={"distill_minutes": 30.0, "prune_recovery_minutes": 5.0},
+        ),
+        "smoke": BuildProfile(
+            name="smoke",
+            description="Tiny ViT on a few hundred local images: seconds to build, for tests.",
+            dataset=local,
+            base_model="scratch:tiny",
+            split=SplitConfig(limit=400, val_fraction=0.15, test_fraction=0.25),
+            train=TrainConfig(minutes=None, epochs=3.0, batch_size=32, lr=1e-3, warmup_steps=10,
+                              eval_every_steps=10_000),
+            options={"distill_minutes": 0.1, "prune_recovery_minutes": 0.05},
+        ),
+        "vit-base": BuildProfile(
+            name="vit-base",
+            description="The exact ViT-B/16 architecture, random init: sizes and latencies at the study's scale.",
+            dataset=local,
+            base_model="scratch:vit-base",
+            train=TrainConfig(minutes=None, epochs=0.0, eval_every_steps=10_000),
+            eval_limit=200,
+            options={"distill_minutes": 2.0, "prune_recovery_minutes": 0.0},
+        ),
+    }
+
+
+PROFILE_NAMES = ("offline", "seed", "smoke", "vit-base")
+
+
+def get_profile(name: str) -> BuildProfile:
+    profiles = _profiles()
+    if name not in profiles:
+        raise KeyError(f"unknown profile {name!r}; choose one of {', '.join(profiles)}")
+    return profiles[name]
+
+
+def default_profile_name() -> str:
+    """``seed`` where the hub answers, else ``offline``."""
+    return "seed" if hub_reachable() else "offline"

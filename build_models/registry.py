@@ -1,0 +1,78 @@
+"""The variant registry: each file in ``build_models/variants/`` registers one variant here.
+
+The build CLI, the report, the service and the tests all discover variants through
+``list_variants()`` / ``get_variant()``; nothing else names them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from build_models.errors import UnknownVariantError
+
+if TYPE_CHECKING:
+    from build_models.context import BuildContext
+    from build_models.predictor import Predictor
+
+BuildFn = Callable[["BuildContext"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    runtime: str  # "pytorch", "onnxruntime", "openvino" or "tensorflow"
+    summary: str
+    build: BuildFn  # writes the artifact into ctx.out_dir; returns build facts for the manifest
+    predictor: type[Predictor]
+    requires: tuple[str, ...] = ()  # importable module names the runtime needs
+    lossless: bool = False  # predictions must match `plain`
+    order: int = 100  # position in listings and reports
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def missing_requirements(self) -> list[str]:
+        return [module for module in self.requires if importlib.util.find_spec(module) is None]
+
+
+_REGISTRY: dict[str, VariantSpec] = {}
+
+
+def register_variant(spec: VariantSpec) -> VariantSpec:
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
+        raise ValueError(f"variant {spec.name!r} registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _discover() -> None:
+    import build_models.variants as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def list_variants() -> list[str]:
+    _discover()
+    return [spec.name for spec in sorted(_REGISTRY.values(), key=lambda s: (s.order, s.name))]
+
+
+def get_variant(name: str) -> VariantSpec:
+    _discover()
+    if name not in _REGISTRY:
+        raise UnknownVariantError(name, list_variants())
+    return _REGISTRY[name]
+
+
+def resolve_selection(selection: str) -> list[str]:
+    """``all`` or a comma-separated list of names -> registry-ordered names (validated)."""
+    known = list_variants()
+    if selection.strip() in ("", "all"):
+        return known
+    wanted = [name.strip() for name in selection.split(",") if name.strip()]
+    for name in wanted:
+        get_variant(name)
+    return [name for name in known if name in wanted]

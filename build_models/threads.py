@@ -1,0 +1,44 @@
+"""Thread settings for every runtime, set in one place and recorded with each measurement."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class ThreadSettings:
+    """Defaults favour single-request latency: every core on one request, no inter-op parallelism."""
+
+    torch_intra_op: int = 0  # 0 = all cores
+    torch_inter_op: int = 1
+    ort_intra_op: int = 0
+    ort_inter_op: int = 1
+    openvino_threads: int = 0
+    openvino_hint: str = "LATENCY"
+    tf_intra_op: int = 0
+    tf_inter_op: int = 1
+
+    def resolved(self) -> ThreadSettings:
+        cores = _cores()
+        values = {k: (cores if v == 0 and isinstance(v, int) and k != "openvino_hint" else v)
+                  for k, v in asdict(self).items()}
+        return ThreadSettings(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self.resolved())
+
+    def apply_torch(self) -> None:
+        import torch
+
+        resolved = self.resolved()
+        torch.set_num_threads(resolved.torch_intra_op)
+        try:
+            torch.set_num_interop_threads(resolved.torch_inter_op)
+        except RuntimeError:  # only settable before the first parallel work; keep what is set
+            pass

@@ -1,0 +1,1 @@
+"""One module per variant; each registers itself with build_models.registry on import."""

@@ -1,0 +1,29 @@
+"""`plain`: the base ViT as is, PyTorch fp32 eager."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from build_models.context import BuildContext
+from build_models.predictor import TorchPredictor
+from build_models.registry import VariantSpec, register_variant
+
+
+def build(ctx: BuildContext) -> dict[str, Any]:
+    for path in ctx.base_dir.iterdir():
+        if path.suffix in (".json", ".safetensors") and path.name != "build_info.json":
+            shutil.copy2(path, ctx.out_dir / path.name)
+    return {"parameters": ctx.base_parameter_count, "format": "safetensors fp32"}
+
+
+register_variant(VariantSpec(
+    name="plain",
+    runtime="pytorch",
+    summary="PyTorch fp32, eager: the uncompressed base model.",
+    build=build,
+    predictor=TorchPredictor,
+    requires=("torch", "transformers"),
+    lossless=True,
+    order=0,
+))

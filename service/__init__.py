@@ -1,0 +1,1 @@
+"""vitserve HTTP service: every built variant behind one Predictor interface."""

@@ -1,0 +1,49 @@
+"""The FastAPI application: routers per concern, predictors loaded in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from build_models.errors import ManifestError
+from build_models.manifest import Manifest
+from service.body_limit import BodySizeLimitMiddleware
+from service.errors import install_error_handlers
+from service.registry import ServingRegistry
+from service.routers import health, predict, variants
+from service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+    os.environ.setdefault("USE_TF", "0")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            manifest = Manifest.load(settings.artifacts_dir)
+            registry = ServingRegistry(manifest, settings.thread_settings())
+            registry.load(settings.variants, verify=settings.verify_sha256)
+        except ManifestError as exc:
+            log.error("no variants to serve: %s", exc)
+            registry = ServingRegistry.empty(str(exc))
+        app.state.registry = registry
+        yield
+
+    app = FastAPI(
+        title="vitserve",
+        summary="Cats-vs-dogs ViT and its compressed variants, each behind /predict/<variant>.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for router in (predict.router, variants.router, health.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,76 @@
+"""The one place where typed errors become HTTP status codes and JSON bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from build_models.errors import (
+    ArtifactIntegrityError,
+    InvalidImageError,
+    ManifestError,
+    UnknownVariantError,
+    VariantUnavailableError,
+    VitserveError,
+)
+
+
+class BodyTooLargeError(HTTPException):
+    """Raised while reading a body past the limit (an HTTPException so form parsing lets it through)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"request body exceeds the limit of {limit} bytes")
+
+
+class UnsupportedMediaTypeError(VitserveError):
+    pass
+
+
+class BenchmarkBusyError(VitserveError):
+    pass
+
+
+STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
+    (InvalidImageError, 400, "invalid_image"),
+    (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
+    (UnknownVariantError, 404, "unknown_variant"),
+    (VariantUnavailableError, 503, "variant_unavailable"),
+    (ArtifactIntegrityError, 503, "artifact_integrity"),
+    (ManifestError, 503, "manifest_unavailable"),
+    (BenchmarkBusyError, 429, "benchmark_busy"),
+    (VitserveError, 500, "internal_error"),
+]
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def _vitserve_handler(_: Request, exc: Exception) -> JSONResponse:
+    for error_type, status, code in STATUS_BY_ERROR:
+        if isinstance(exc, error_type):
+            extra = {"known_variants": exc.known} if isinstance(exc, UnknownVariantError) else {}
+            return JSONResponse(error_body(code, str(exc), **extra), status_code=status)
+    return JSONResponse(error_body("internal_error", str(exc)), status_code=500)
+
+
+def _http_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {413: "body_too_large", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+
+def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
+    return JSONResponse(error_body("validation_error", "invalid request parameters", details=details),
+                        status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(VitserveError, _vitserve_handler)
+    app.add_exception_handler(HTTPException, _http_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)

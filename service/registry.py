@@ -1,0 +1,108 @@
+"""The predictors the service holds: one per manifest entry, loaded at start-up, each with a lock."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from build_models.errors import ManifestError, UnknownVariantError, VariantUnavailableError
+from build_models.loading import load_predictor
+from build_models.manifest import Manifest
+from build_models.predictor import Predictor
+from build_models.registry import list_variants, resolve_selection
+from build_models.threads import ThreadSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServedVariant:
+    name: str
+    entry: dict[str, Any]
+    predictor: Predictor | None = None
+    error: str | None = None
+    load_seconds: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def available(self) -> bool:
+        return self.predictor is not None
+
+
+class ServingRegistry:
+    def __init__(self, manifest: Manifest, threads: ThreadSettings) -> None:
+        self.manifest = manifest
+        self.threads = threads
+        self.variants: dict[str, ServedVariant] = {}
+
+    @classmethod
+    def empty(cls, error: str) -> ServingRegistry:
+        registry = cls(Manifest(root=None, data={"variants": {}}), ThreadSettings())  # type: ignore[arg-type]
+        registry.startup_error = error
+        return registry
+
+    startup_error: str | None = None
+
+    def load(self, selection: str = "all", verify: bool = True) -> None:
+        registered = set(list_variants())
+        wanted = set(resolve_selection(selection))
+        for name, entry in self.manifest.variants.items():
+            if name not in registered or name not in wanted:
+                continue
+            served = ServedVariant(name=name, entry=entry)
+            started = time.perf_counter()
+            try:
+                served.predictor = load_predictor(self.manifest, name, self.threads, verify=verify)
+                served.load_seconds = round(time.perf_counter() - started, 3)
+                log.info("loaded %s in %.2fs", name, served.load_seconds)
+            except VariantUnavailableError as exc:
+                served.error = exc.reason
+                log.warning("%s unavailable: %s", name, exc.reason)
+            self.variants[name] = served
+
+    @property
+    def ready(self) -> bool:
+        return self.startup_error is None and bool(self.variants) and all(
+            v.available for v in self.variants.values())
+
+    def get(self, name: str) -> ServedVariant:
+        if self.startup_error is not None:
+            raise ManifestError(self.startup_error)
+        served = self.variants.get(name)
+        if served is None:
+            raise UnknownVariantError(name, sorted(self.variants))
+        if served.predictor is None:
+            raise VariantUnavailableError(name, served.error or "not loaded")
+        return served
+
+    def predict(self, name: str, images: Sequence[Image.Image]) -> tuple[np.ndarray, float]:
+        """Probabilities for ``images`` and the model time in ms (preprocess + forward, under the lock)."""
+        served = self.get(name)
+        assert served.predictor is not None
+        with served.lock:
+            started = time.perf_counter()
+            probabilities = served.predictor.predict_images(images)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+        return probabilities, elapsed_ms
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for name in list_variants():
+            served = self.variants.get(name)
+            if served is None:
+                continue
+            entry = served.entry
+            out.append({
+                "name": name, "runtime": entry.get("runtime"), "summary": entry.get("summary"),
+                "available": served.available, "error": served.error, "size_mb": entry.get("size_mb"),
+                "metrics": entry.get("metrics"), "build": entry.get("build"),
+                "load_seconds": served.load_seconds,
+            })
+        return out

@@ -1,0 +1,24 @@
+"""The variants the service holds, with their manifest metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from service.dependencies import get_registry
+from service.registry import ServingRegistry
+
+router = APIRouter(tags=["variants"])
+
+
+@router.get("/variants")
+def variants(registry: ServingRegistry = Depends(get_registry)) -> dict[str, Any]:
+    manifest = registry.manifest.data
+    return {
+        "profile": manifest.get("profile"),
+        "label_names": manifest.get("label_names"),
+        "base_model": {k: v for k, v in manifest.get("base_model", {}).items() if k != "training"},
+        "test_split": manifest.get("dataset", {}).get("split", {}).get("test"),
+        "variants": registry.describe(),
+    }

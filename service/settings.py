@@ -1,0 +1,32 @@
+"""Service configuration: environment variables with the VITSERVE_ prefix, validated at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from build_models.threads import ThreadSettings
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VITSERVE_", extra="ignore")
+
+    artifacts_dir: Path = Field(Path("artifacts"), description="folder holding manifest.json")
+    variants: str = Field("all", description="'all' or a comma-separated subset to load")
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest accepted request body")
+    verify_sha256: bool = Field(True, description="check every artifact file against the manifest at start-up")
+    threads: int = Field(0, ge=0, description="threads for every runtime (0 = all cores)")
+    openvino_hint: str = Field("LATENCY", pattern="^(LATENCY|THROUGHPUT)$")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    build_if_missing: bool = Field(False, description="build the default profile when no manifest exists")
+    build_profile: str | None = Field(None, description="profile to build when build_if_missing is set")
+    benchmark_max_runs: int = Field(500, gt=0)
+    benchmark_max_batch_size: int = Field(64, gt=0)
+
+    def thread_settings(self) -> ThreadSettings:
+        return ThreadSettings(torch_intra_op=self.threads, ort_intra_op=self.threads,
+                              openvino_threads=self.threads, openvino_hint=self.openvino_hint,
+                              tf_intra_op=self.threads)

@@ -1,0 +1,63 @@
+"""Shared fixtures: the real local dataset, and the smoke profile built once per session."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("USE_TF", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from build_models.data import LabelledImages, load_labelled_images  # noqa: E402
+from build_models.pipeline import BuildRequest, run_build  # noqa: E402
+from build_models.profiles import get_profile  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET = Path(os.environ.get("VITSERVE_TEST_DATASET", ROOT.parent / "shared" / "datasets" / "cats_vs_dogs"))
+
+
+@pytest.fixture(scope="session")
+def dataset() -> LabelledImages:
+    if not DATASET.is_dir():
+        pytest.fail(f"the local dataset is missing at {DATASET}; set VITSERVE_TEST_DATASET", pytrace=False)
+    return load_labelled_images(str(DATASET))
+
+
+@pytest.fixture(scope="session")
+def smoke_artifacts(tmp_path_factory: pytest.TempPathFactory, dataset: LabelledImages) -> Path:
+    """Every registered variant built from the smoke profile (a tiny ViT on 400 real images)."""
+    root = tmp_path_factory.mktemp("artifacts")
+    profile = get_profile("smoke").with_overrides(dataset=str(DATASET))
+    manifest = run_build(BuildRequest(profile=profile, artifacts_dir=root))
+    failed = {n: e.get("error") for n, e in manifest.variants.items() if e.get("status") != "ok"}
+    assert not failed, f"smoke variants failed to build: {failed}"
+    return root
+
+
+@pytest.fixture(scope="session")
+def test_split_jpegs(smoke_artifacts: Path, dataset: LabelledImages) -> list[tuple[str, bytes]]:
+    """(id, JPEG bytes) of the smoke build's test images, in split order."""
+    ids = json.loads((smoke_artifacts / "split.json").read_text())["test"]
+    return [(image_id, dataset.image_bytes(int(image_id.split(":")[0]))) for image_id in ids]
+
+
+@pytest.fixture(scope="session")
+def client(smoke_artifacts: Path) -> Iterator:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import ServiceSettings
+
+    with TestClient(create_app(ServiceSettings(artifacts_dir=smoke_artifacts))) as test_client:
+        yield test_client
+
+
+def jpeg_of(image) -> bytes:  # type: ignore[no-untyped-def]
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG")
+    return buffer.getvalue()

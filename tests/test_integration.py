@@ -1,0 +1,63 @@
+"""The smoke build served through the real app: predictions equal the build-time evaluation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from build_models.evaluate import read_predictions
+from build_models.registry import list_variants
+
+SAMPLE = 12
+
+
+def test_every_registered_variant_was_built(smoke_artifacts):
+    manifest = json.loads((smoke_artifacts / "manifest.json").read_text())
+    assert sorted(manifest["variants"]) == sorted(list_variants())
+    for entry in manifest["variants"].values():
+        assert entry["status"] == "ok"
+        assert entry["metrics"]["count"] == manifest["dataset"]["split"]["test"]["count"]
+        assert 0.0 <= entry["metrics"]["f1"] <= 1.0
+        assert entry["size_mb"] > 0
+
+
+def test_health_and_docs(client):
+    assert client.get("/health/live").json() == {"status": "alive"}
+    ready = client.get("/health/ready")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/predict/{variant}" in spec["paths"]
+
+
+def test_variants_lists_metadata(client):
+    body = client.get("/variants").json()
+    names = [v["name"] for v in body["variants"]]
+    assert names == list_variants()
+    plain = body["variants"][0]
+    assert plain["available"] and "f1" in plain["metrics"] and plain["size_mb"] > 0
+    assert body["label_names"] == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("variant", list_variants())
+def test_served_predictions_equal_build_time_evaluation(client, smoke_artifacts, test_split_jpegs, variant):
+    ids, expected = read_predictions(smoke_artifacts / "eval" / f"{variant}.json")
+    assert ids == [image_id for image_id, _ in test_split_jpegs]
+    for index in range(0, len(ids), max(1, len(ids) // SAMPLE)):
+        _, jpeg = test_split_jpegs[index]
+        response = client.post(f"/predict/{variant}", files={"file": ("x.jpg", jpeg, "image/jpeg")})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        served = np.array([body["probabilities"]["cat"], body["probabilities"]["dog"]])
+        np.testing.assert_allclose(served, expected[index], atol=1e-5)
+        assert body["label"] == ["cat", "dog"][int(expected[index].argmax())]
+        assert body["score"] == pytest.approx(served.max())
+        assert body["variant"] == variant and body["model_time_ms"] > 0
+
+
+def test_raw_image_body_is_accepted(client, test_split_jpegs):
+    _, jpeg = test_split_jpegs[0]
+    raw = client.post("/predict/plain", content=jpeg, headers={"content-type": "image/jpeg"})
+    multipart = client.post("/predict/plain", files={"file": ("x.jpg", jpeg, "image/jpeg")})
+    assert raw.status_code == 200, raw.text
+    assert raw.json()["probabilities"] == multipart.json()["probabilities"]

@@ -1,0 +1,44 @@
+import json
+import shutil
+
+import pytest
+
+from build_models.errors import ArtifactIntegrityError, VariantUnavailableError
+from build_models.loading import load_predictor
+from build_models.manifest import Manifest, sha256_of
+from build_models.threads import ThreadSettings
+
+
+def test_manifest_lists_every_file_with_its_sha256(smoke_artifacts):
+    manifest = Manifest.load(smoke_artifacts)
+    for name, entry in manifest.variants.items():
+        assert entry["files"], name
+        for item in entry["files"]:
+            path = smoke_artifacts / item["path"]
+            assert path.stat().st_size == item["bytes"]
+            assert sha256_of(path) == item["sha256"]
+        assert not [f for f in entry["files"] if f["path"].endswith((".bin", ".pt", ".pth", ".pkl"))
+                    and entry["runtime"] == "pytorch"], "PyTorch weights must be safetensors"
+        manifest.verify(name)
+
+
+def test_manifest_records_split_and_build_info(smoke_artifacts):
+    data = json.loads((smoke_artifacts / "manifest.json").read_text())
+    split = data["dataset"]["split"]
+    ids = json.loads((smoke_artifacts / "split.json").read_text())
+    assert split["test"]["count"] == len(ids["test"])
+    assert data["base_model"]["source"] == "scratch:tiny"
+    assert data["base_model"]["training"]["config"]["lr"] > 0
+    assert data["packages"]["torch"].startswith("2.13")
+
+
+def test_tampered_artifact_is_detected_and_unavailable(smoke_artifacts, tmp_path):
+    copy = tmp_path / "artifacts"
+    shutil.copytree(smoke_artifacts, copy)
+    weights = next(p for p in (copy / "plain").iterdir() if p.suffix == ".safetensors")
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    manifest = Manifest.load(copy)
+    with pytest.raises(ArtifactIntegrityError):
+        manifest.verify("plain")
+    with pytest.raises(VariantUnavailableError):
+        load_predictor(manifest, "plain", ThreadSettings())

@@ -1,0 +1,64 @@
+"""Training resumes exactly where it was interrupted."""
+
+import pytest
+import torch
+from transformers import ViTConfig, ViTForImageClassification
+
+from build_models import training
+from build_models.base_model import SCRATCH_PRESETS, label_maps
+from build_models.context import BuildContext
+from build_models.data import SplitConfig, make_splits
+from build_models.preprocessing import PreprocessConfig
+from build_models.threads import ThreadSettings
+from build_models.training import TrainConfig, train_classifier
+
+
+@pytest.fixture(scope="module")
+def tiny_data(dataset, tmp_path_factory):
+    splits = make_splits(dataset.labels, SplitConfig(limit=200))
+    ctx = BuildContext(base_dir=tmp_path_factory.mktemp("b"), out_dir=tmp_path_factory.mktemp("o"),
+                       work_dir=tmp_path_factory.mktemp("w"), label_names=["cat", "dog"],
+                       preprocess=PreprocessConfig(32, 32), threads=ThreadSettings(), options={},
+                       data=dataset, splits=splits, cache_dir=tmp_path_factory.mktemp("c"))
+    return ctx.train_data()
+
+
+def _model():
+    torch.manual_seed(0)
+    return ViTForImageClassification(ViTConfig(**SCRATCH_PRESETS["tiny"], **label_maps(["cat", "dog"])))
+
+
+CONFIG = TrainConfig(minutes=None, epochs=3.0, batch_size=16, lr=1e-3, warmup_steps=3, eval_every_steps=5)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch):
+    straight = _model()
+    result = train_classifier(straight, tiny_data, CONFIG, tmp_path / "straight", {})
+    assert result.steps == 30 and len(result.history) == 6
+
+    real_loss, calls = training._batch_loss, {"n": 0}
+
+    def interrupting_loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 13:
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_batch_loss", interrupting_loss)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(_model(), tiny_data, CONFIG, tmp_path / "resumed", {})
+    monkeypatch.setattr(training, "_batch_loss", real_loss)
+    resumed = _model()
+    result_resumed = train_classifier(resumed, tiny_data, CONFIG, tmp_path / "resumed", {})
+    assert result_resumed.steps == 30
+    assert result_resumed.best_val_accuracy == result.best_val_accuracy
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_learning_rate_warms_up_then_decays():
+    config = TrainConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.0)
+    assert training.learning_rate(config, 0, 0.0) == pytest.approx(1e-4)
+    assert training.learning_rate(config, 9, 0.0) == pytest.approx(1e-3)
+    assert training.learning_rate(config, 50, 0.5) == pytest.approx(5e-4)
+    assert training.learning_rate(config, 99, 1.0) == pytest.approx(0.0, abs=1e-12)

@@ -164,7 +164,7 @@ class TrainData:
     val_pixels: np.ndarray
     val_labels: np.ndarray
     preprocess: PreprocessConfig
-    teacher_logits: np.ndarray | None = None  # aligned with train_pixels
+    teacher: Logits | None = None  # distillation: called on each augmented batch, under no_grad
 
 
 def _batch_loss(
@@ -218,7 +218,10 @@ def train_classifier(
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # resumable
         x = augment(to_model_input(data.train_pixels[rows], data.preprocess), config, generator)
         labels = torch.from_numpy(data.train_labels[rows])
-        teacher = None if data.teacher_logits is None else torch.from_numpy(data.teacher_logits[rows])
+        teacher = None
+        if data.teacher is not None:
+            with torch.no_grad():
+                teacher = data.teacher(x).float()
         progress = _progress(config, step, steps_per_epoch, time.perf_counter() - started)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step, progress)

@@ -1,0 +1,51 @@
+"""Conversions shared by several variants: ONNX export (optimum) and OpenVINO IR export (optimum-intel)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from build_models.preprocessing import PREPROCESSOR_FILE
+
+ONNX_FILE = "model.onnx"
+ONNX_OPSET = 18
+OPENVINO_XML = "openvino_model.xml"
+
+
+def copy_model_metadata(source: Path, target: Path) -> None:
+    """config.json and preprocessor_config.json: what every Predictor and pipeline reads."""
+    for name in ("config.json", PREPROCESSOR_FILE):
+        if (source / name).exists():
+            shutil.copy2(source / name, target / name)
+
+
+def export_onnx(model_dir: Path, out_dir: Path) -> Path:
+    """Export a transformers image classifier to ``out_dir/model.onnx`` with optimum (validated)."""
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(model_dir), output=str(out_dir), task="image-classification", opset=ONNX_OPSET,
+                device="cpu", do_validation=True, library_name="transformers")
+    copy_model_metadata(model_dir, out_dir)
+    return out_dir / ONNX_FILE
+
+
+def export_openvino(model_dir: Path, out_dir: Path) -> Path:
+    """Convert a transformers image classifier to OpenVINO IR (fp32 weights) with optimum-intel."""
+    from optimum.intel import OVModelForImageClassification
+
+    model = OVModelForImageClassification.from_pretrained(str(model_dir), export=True, compile=False,
+                                                          load_in_8bit=False)
+    model.save_pretrained(str(out_dir))
+    copy_model_metadata(model_dir, out_dir)
+    return out_dir / OPENVINO_XML
+
+
+def ort_session_options(intra_op: int, inter_op: int):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op
+    options.inter_op_num_threads = inter_op
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options

@@ -1,0 +1,50 @@
+"""`openvino`: OpenVINO IR exported by optimum-intel, compiled and run by the OpenVINO runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from build_models.context import BuildContext
+from build_models.exporters import OPENVINO_XML, export_openvino
+from build_models.predictor import Predictor
+from build_models.registry import VariantSpec, register_variant
+
+
+def build(ctx: BuildContext) -> dict[str, Any]:
+    export_openvino(ctx.base_dir, ctx.out_dir)
+    return {"parameters": ctx.base_parameter_count, "format": "OpenVINO IR fp32"}
+
+
+class OpenVinoPredictor(Predictor):
+    model_file = OPENVINO_XML
+
+    def _load(self) -> None:
+        import openvino as ov
+
+        threads = self.threads.resolved()
+        core = ov.Core()
+        config = {
+            "INFERENCE_NUM_THREADS": threads.openvino_threads,
+            "PERFORMANCE_HINT": threads.openvino_hint,
+            "INFERENCE_PRECISION_HINT": "f32",  # keep fp32 math on CPUs with bf16 units too
+        }
+        self.compiled = core.compile_model(str(self.artifact_dir / self.model_file), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        result = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        return np.asarray(result[self.compiled.output(0)]).copy()
+
+
+register_variant(VariantSpec(
+    name="openvino",
+    runtime="openvino",
+    summary="OpenVINO IR (xml/bin) via optimum-intel export, run by openvino.Core on CPU.",
+    build=build,
+    predictor=OpenVinoPredictor,
+    requires=("openvino", "optimum.intel"),
+    lossless=True,
+    order=70,
+))

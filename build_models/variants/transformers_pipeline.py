@@ -1,0 +1,61 @@
+"""`transformers-pipeline`: transformers.pipeline("image-classification") over the plain model."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from build_models.context import BuildContext
+from build_models.predictor import TorchPredictor
+from build_models.registry import VariantSpec, register_variant
+
+
+def build(ctx: BuildContext) -> dict[str, Any]:
+    for path in ctx.base_dir.iterdir():
+        if path.suffix in (".json", ".safetensors") and path.name != "build_info.json":
+            shutil.copy2(path, ctx.out_dir / path.name)
+    return {"parameters": ctx.base_parameter_count, "format": "safetensors fp32 (transformers pipeline)"}
+
+
+def pipeline_probabilities(pipe: Any, images: Sequence[Image.Image], label_names: list[str]) -> np.ndarray:
+    """Run an image-classification pipeline and order its scores by label index."""
+    outputs = pipe(list(images), top_k=len(label_names), function_to_apply="softmax")
+    if outputs and isinstance(outputs[0], dict):
+        outputs = [outputs]
+    index = {name: i for i, name in enumerate(label_names)}
+    probabilities = np.zeros((len(outputs), len(label_names)), dtype=np.float32)
+    for row, scores in enumerate(outputs):
+        for item in scores:
+            probabilities[row, index[item["label"]]] = item["score"]
+    return probabilities
+
+
+class TransformersPipelinePredictor(TorchPredictor):
+    """Uses the pipeline's own preprocessing for predictions; ``forward`` is the wrapped model."""
+
+    def _load(self) -> None:
+        from transformers import pipeline
+
+        super()._load()
+        self.pipe = pipeline("image-classification", model=self.model, image_processor=str(self.artifact_dir),
+                             framework="pt", device="cpu")
+        self.label_names = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+
+    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return pipeline_probabilities(self.pipe, images, self.label_names)
+
+
+register_variant(VariantSpec(
+    name="transformers-pipeline",
+    runtime="pytorch",
+    summary="transformers.pipeline('image-classification') over the plain model, its own preprocessing.",
+    build=build,
+    predictor=TransformersPipelinePredictor,
+    requires=("torch", "transformers"),
+    lossless=True,
+    order=40,
+))

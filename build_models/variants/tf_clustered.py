@@ -1,0 +1,135 @@
+"""`tf-clustered`: TFViTForImageClassification from the plain PyTorch weights, weight-clustered with
+tensorflow-model-optimization, clustering stripped, saved as a TensorFlow SavedModel.
+
+tfmot's ``cluster_weights`` refuses subclassed Keras models, so each Dense layer is clustered on
+its own: a copy of the layer is wrapped in a one-layer functional model, clustered with k-means++
+centroids, stripped, and its clustered kernel written back into the ViT. TensorFlow is imported
+only here, in a subprocess for the build (transformers must import with TF enabled there, while
+the rest of the project runs with USE_TF=0), and inside ``load()`` for serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from build_models.context import BuildContext
+from build_models.errors import BuildError
+from build_models.predictor import Predictor
+from build_models.registry import VariantSpec, register_variant
+
+SAVED_MODEL_DIR = "saved_model"
+CLUSTERS = 32
+TF_ENV = {"USE_TF": "1", "USE_TORCH": "AUTO", "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def build(ctx: BuildContext) -> dict[str, Any]:
+    command = [sys.executable, "-m", "build_models.variants.tf_clustered", "--base", str(ctx.base_dir),
+               "--out", str(ctx.out_dir), "--clusters", str(CLUSTERS)]
+    completed = subprocess.run(command, env={**os.environ, **TF_ENV}, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise BuildError(f"TensorFlow clustering failed: {completed.stderr.strip().splitlines()[-3:]}")
+    facts = json.loads((ctx.out_dir / "clustering.json").read_text())
+    ctx.preprocess.save(ctx.out_dir)
+    gzip_mb = gzipped_size(ctx.out_dir / SAVED_MODEL_DIR) / 1e6
+    plain_gzip_mb = gzipped_size(ctx.base_dir, suffix=".safetensors") / 1e6
+    return {**facts, "parameters": ctx.base_parameter_count, "gzip_mb": round(gzip_mb, 3),
+            "plain_safetensors_gzip_mb": round(plain_gzip_mb, 3), "size_note": f"gzip {gzip_mb:.2f}",
+            "format": "TensorFlow SavedModel, clustered fp32 weights"}
+
+
+def gzipped_size(folder: Path, suffix: str = "") -> int:
+    return sum(len(gzip.compress(p.read_bytes(), compresslevel=9))
+               for p in sorted(folder.rglob(f"*{suffix}")) if p.is_file())
+
+
+def cluster_dense_kernels(model: Any, clusters: int) -> dict[str, Any]:
+    """Cluster every Dense kernel of ``model`` in place with tfmot; returns what was done."""
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+
+    init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
+    dense_layers = [layer for layer in model.submodules if isinstance(layer, keras.layers.Dense)]
+    unique_counts = []
+    for layer in dense_layers:
+        kernel, *rest = layer.get_weights()
+        copy = keras.layers.Dense(kernel.shape[1], use_bias=bool(rest))
+        inputs = keras.Input(shape=(kernel.shape[0],))
+        single = keras.Model(inputs, copy(inputs))
+        copy.set_weights([kernel, *rest])
+        clustered = tfmot.clustering.keras.cluster_weights(single, number_of_clusters=clusters,
+                                                           cluster_centroids_init=init)
+        stripped = tfmot.clustering.keras.strip_clustering(clustered)
+        new_kernel = stripped.layers[-1].get_weights()[0]
+        layer.set_weights([new_kernel, *rest])
+        unique_counts.append(len(np.unique(new_kernel)))
+        tf.keras.backend.clear_session() if hasattr(tf.keras.backend, "clear_session") else None
+    return {"clusters_per_layer": clusters, "clustered_layers": len(dense_layers),
+            "max_unique_values_per_kernel": int(max(unique_counts, default=0))}
+
+
+def _build_in_subprocess(base: Path, out: Path, clusters: int) -> None:
+    import tensorflow as tf
+    from transformers import TFViTForImageClassification
+
+    model = TFViTForImageClassification.from_pretrained(str(base), from_pt=True)
+    config = model.config
+    facts = cluster_dense_kernels(model, clusters)
+    shape = [None, config.num_channels, config.image_size, config.image_size]
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="pixel_values")])
+    def serve(pixel_values: Any) -> dict[str, Any]:
+        return {"logits": model(pixel_values=pixel_values, training=False).logits}
+
+    tf.saved_model.save(model, str(out / SAVED_MODEL_DIR), signatures={"serving_default": serve})
+    config.save_pretrained(str(out))
+    (out / "clustering.json").write_text(json.dumps(facts))
+
+
+class TensorFlowPredictor(Predictor):
+    def _load(self) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        threads = self.threads.resolved()
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads.tf_intra_op)
+            tf.config.threading.set_inter_op_parallelism_threads(threads.tf_inter_op)
+        except RuntimeError:  # TF already initialised in this process; keep its settings
+            pass
+        self._tf = tf
+        self.loaded_model = tf.saved_model.load(str(self.artifact_dir / SAVED_MODEL_DIR))
+        self.serve = self.loaded_model.signatures["serving_default"]
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        outputs = self.serve(pixel_values=self._tf.constant(np.ascontiguousarray(batch, dtype=np.float32)))
+        return np.asarray(outputs["logits"].numpy())
+
+
+register_variant(VariantSpec(
+    name="tf-clustered",
+    runtime="tensorflow",
+    summary=f"TFViT from the PyTorch weights, every Dense kernel clustered to {CLUSTERS} centroids with tfmot.",
+    build=build,
+    predictor=TensorFlowPredictor,
+    requires=("tensorflow", "tensorflow_model_optimization", "tf_keras"),
+    order=80,
+))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--clusters", type=int, default=CLUSTERS)
+    args = parser.parse_args()
+    _build_in_subprocess(args.base, args.out, args.clusters)

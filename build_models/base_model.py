@@ -17,9 +17,10 @@ SCRATCH_PRESETS: dict[str, dict[str, Any]] = {
     # Tests: trains in seconds.
     "tiny": dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2,
                  num_attention_heads=2, intermediate_size=128),
-    # Offline default: 16 tokens of 16x16 px at 64 px keeps a step cheap on 2 CPU cores.
+    # Offline default: 16 tokens of 16x16 px at 64 px keeps a step cheap on 2 CPU cores; a 3x
+    # larger init than ViT's 0.02 leaves the early loss plateau much sooner (measured, README).
     "small": dict(image_size=64, patch_size=16, hidden_size=192, num_hidden_layers=6,
-                  num_attention_heads=3, intermediate_size=768),
+                  num_attention_heads=3, intermediate_size=768, initializer_range=0.06),
     # The exact google/vit-base-patch16-224 architecture.
     "vit-base": dict(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12,
                      num_attention_heads=12, intermediate_size=3072),

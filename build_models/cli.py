@@ -42,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.environ.setdefault("USE_TF", "0")  # TensorFlow is imported only by the variant that needs it
     from build_models.pipeline import BuildRequest, run_build
-    from build_models.report import write_report
 
     profile = get_profile(args.profile or default_profile_name()).with_overrides(
         dataset=args.dataset, base_model=args.base_model, train_minutes=args.train_minutes,
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except VitserveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = write_report(manifest)
+    report = args.artifacts / "report.md"
     failed = [n for n, e in manifest.variants.items() if e.get("status") != "ok"]
     print(f"manifest: {args.artifacts / 'manifest.json'}  report: {report}")
     if failed:

@@ -30,7 +30,8 @@ class TestImages:
         return cls([data.ids[int(r)] for r in rows], data.labels[rows], images)
 
 
-def predict_all(predictor: Predictor, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+def predict_all(predictor: Predictor, images: Sequence[Image.Image], batch_size: int = 1) -> np.ndarray:
+    """Batch 1 by default, as the service runs: dynamic int8 quantizes activations per batch."""
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="evaluate", leave=False):
         chunks.append(predictor.predict_images(images[start : start + batch_size]))

@@ -22,6 +22,7 @@ from build_models.manifest import SCHEMA_VERSION, Manifest, describe_files
 from build_models.preprocessing import PreprocessConfig
 from build_models.profiles import BuildProfile
 from build_models.registry import get_variant, resolve_selection
+from build_models.report import write_report
 from build_models.threads import ThreadSettings
 from build_models.training import train_classifier
 
@@ -79,9 +80,24 @@ def run_build(request: BuildRequest) -> Manifest:
                     pixel_cache={})
     for name in names:
         build_one(request, manifest, name, test, ctx_args)
+    measure_latency(request, manifest, test)
     manifest.data["build_seconds"] = round(time.perf_counter() - started, 1)
     manifest.save()
+    write_report(manifest)
     return manifest
+
+
+def measure_latency(request: BuildRequest, manifest: Manifest, test: TestImages) -> None:
+    """Every built variant timed side by side, one image, same threads; recorded in the manifest."""
+    from build_models.bench import BenchConfig, benchmark_many, reference_jpeg
+    from build_models.loading import load_predictors
+
+    names = [n for n in resolve_selection("all") if manifest.variants.get(n, {}).get("status") == "ok"]
+    config = BenchConfig(runs=request.profile.latency_runs, warmup=max(3, request.profile.latency_runs // 6))
+    log.info("measuring latency of %d variants (%d runs each)", len(names), config.runs)
+    predictors = load_predictors(manifest, names, request.threads)
+    results = benchmark_many(predictors, config, reference_jpeg(test.images[0]))
+    manifest.data["latency"] = {"config": asdict(config), "threads": request.threads.as_dict(), "results": results}
 
 
 def _fingerprint(payload: dict[str, Any]) -> str:

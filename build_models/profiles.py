@@ -25,6 +25,7 @@ class BuildProfile:
     split: SplitConfig = field(default_factory=SplitConfig)
     variants: str = "all"
     eval_limit: int | None = None  # evaluate on the first N test images only (slow profiles)
+    latency_runs: int = 30  # timed single-image runs per variant in the build's latency table
     options: dict[str, Any] = field(default_factory=dict)  # per-variant knobs, e.g. {"distill_minutes": 5}
 
     def with_overrides(self, **overrides: Any) -> BuildProfile:
@@ -56,7 +57,8 @@ def _profiles() -> dict[str, BuildProfile]:
             description="From-scratch small ViT on the full local dataset (no hub needed).",
             dataset=local,
             base_model="scratch:small",
-            train=TrainConfig(minutes=25.0, batch_size=64, lr=5e-4, warmup_steps=300, eval_every_steps=500),
+            train=TrainConfig(minutes=28.0, batch_size=64, lr=1e-3, warmup_steps=300, crop_scale_min=0.6,
+                              eval_every_steps=500),
             options={"distill_minutes": 6.0, "prune_recovery_minutes": 2.0},
         ),
         "seed": BuildProfile(
@@ -75,6 +77,7 @@ def _profiles() -> dict[str, BuildProfile]:
             dataset=local,
             base_model="scratch:tiny",
             split=SplitConfig(limit=400, val_fraction=0.15, test_fraction=0.25),
+            latency_runs=3,
             train=TrainConfig(minutes=None, epochs=3.0, batch_size=32, lr=1e-3, warmup_steps=10,
                               eval_every_steps=10_000),
             options={"distill_minutes": 0.1, "prune_recovery_minutes": 0.05},

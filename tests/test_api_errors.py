@@ -79,3 +79,20 @@ def test_missing_manifest_is_not_ready(tmp_path):
         assert empty.get("/health/ready").status_code == 503
         _assert_error(empty.post("/predict/plain", content=b"x", headers={"content-type": "image/jpeg"}),
                       503, "manifest_unavailable")
+
+
+def test_unloadable_variant_gets_503_and_the_rest_keep_serving(smoke_artifacts, test_split_jpegs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "artifacts"
+    shutil.copytree(smoke_artifacts, copy)
+    (copy / "onnx" / "model.onnx").write_bytes(b"not an onnx graph")
+    settings = ServiceSettings(artifacts_dir=copy, variants="plain,onnx")
+    with TestClient(create_app(settings)) as partial:
+        jpeg = test_split_jpegs[0][1]
+        _assert_error(partial.post("/predict/onnx", files={"file": ("x.jpg", jpeg, "image/jpeg")}),
+                      503, "variant_unavailable")
+        assert partial.post("/predict/plain", files={"file": ("x.jpg", jpeg, "image/jpeg")}).status_code == 200
+        assert partial.get("/health/ready").status_code == 503
+        listed = {v["name"]: v for v in partial.get("/variants").json()["variants"]}
+        assert listed["onnx"]["available"] is False and "sha256" in listed["onnx"]["error"]

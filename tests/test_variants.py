@@ -1,0 +1,145 @@
+"""Contract and quality tests over the variant registry, on the smoke build."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from build_models import pipeline
+from build_models.evaluate import read_predictions
+from build_models.loading import load_predictor
+from build_models.manifest import Manifest
+from build_models.preprocessing import decode_image
+from build_models.registry import get_variant, list_variants
+from build_models.threads import ThreadSettings
+
+STUDY_VARIANTS = {"plain", "dynamic-quant", "pruned-unstructured", "pruned-structured", "transformers-pipeline",
+                  "optimum-pipeline", "ort-onnx", "onnx", "openvino", "tf-clustered", "distilled-resnet18"}
+
+
+@pytest.fixture(scope="module")
+def manifest(smoke_artifacts):
+    return Manifest.load(smoke_artifacts)
+
+
+@pytest.fixture(scope="module")
+def images(test_split_jpegs):
+    return [decode_image(jpeg) for _, jpeg in test_split_jpegs[:8]]
+
+
+def test_registry_has_every_study_variant():
+    assert STUDY_VARIANTS <= set(list_variants())
+    for name in list_variants():
+        spec = get_variant(name)
+        assert spec.runtime in {"pytorch", "onnxruntime", "openvino", "tensorflow"}
+
+
+@pytest.mark.parametrize("name", list_variants())
+def test_variant_contract(manifest, images, name):
+    predictor = load_predictor(manifest, name, ThreadSettings())
+    probabilities = predictor.predict_images(images)
+    assert probabilities.shape == (len(images), 2)
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    logits = predictor.forward(predictor.preprocess(images))
+    assert logits.shape == (len(images), 2)
+
+
+@pytest.mark.parametrize("name", [n for n in list_variants() if get_variant(n).lossless and n != "plain"])
+def test_lossless_variants_agree_with_plain(smoke_artifacts, name):
+    _, plain = read_predictions(smoke_artifacts / "eval" / "plain.json")
+    _, other = read_predictions(smoke_artifacts / "eval" / f"{name}.json")
+    np.testing.assert_array_equal(other.argmax(1), plain.argmax(1))
+    assert np.abs(other - plain).max() < 1e-3
+
+
+def test_unstructured_pruning_sparsity_and_storage(manifest):
+    build = manifest.variants["pruned-unstructured"]["build"]
+    assert build["sparsity"] == pytest.approx(0.10, abs=0.002)
+    assert build["stored_weights_mb"] < build["dense_weights_mb"]
+    model = load_predictor(manifest, "pruned-unstructured", ThreadSettings()).model
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            assert (module.weight == 0).float().mean() >= 0.099
+
+
+def test_structured_pruning_shrinks_the_matrices(manifest):
+    plain = load_predictor(manifest, "plain", ThreadSettings()).model
+    pruned = load_predictor(manifest, "pruned-structured", ThreadSettings()).model
+    build = manifest.variants["pruned-structured"]["build"]
+    width = plain.config.intermediate_size
+    assert pruned.config.intermediate_size == width - width // 10 == build["mlp_width"]
+    for layer in pruned.vit.encoder.layer:
+        assert layer.intermediate.dense.weight.shape[0] == build["mlp_width"]
+        assert layer.output.dense.weight.shape[1] == build["mlp_width"]
+    removed = sum(len(v) for v in build["heads_removed"].values())
+    heads = sum(layer.attention.attention.num_attention_heads for layer in pruned.vit.encoder.layer)
+    assert heads == build["heads_before"] - removed
+    assert sum(p.numel() for p in pruned.parameters()) == build["parameters"] < manifest.variants["plain"]["build"]["parameters"]
+
+
+def test_dynamic_quant_reloads_the_stored_int8_weights(manifest, images, smoke_artifacts):
+    from transformers import AutoModelForImageClassification
+
+    from build_models.variants.dynamic_quant import quantize
+
+    fresh = quantize(AutoModelForImageClassification.from_pretrained(str(smoke_artifacts / "base")).eval())
+    predictor = load_predictor(manifest, "dynamic-quant", ThreadSettings())
+    batch = predictor.preprocess(images)
+    with torch.inference_mode():
+        expected = fresh(pixel_values=torch.from_numpy(batch)).logits.numpy()
+    np.testing.assert_allclose(predictor.forward(batch), expected, atol=1e-6)
+    assert manifest.variants["dynamic-quant"]["size_mb"] < manifest.variants["plain"]["size_mb"]
+
+
+@pytest.mark.tensorflow
+def test_tf_clustered_kernels_have_at_most_the_cluster_count(manifest, smoke_artifacts):
+    import tensorflow as tf
+
+    build = manifest.variants["tf-clustered"]["build"]
+    loaded = tf.saved_model.load(str(smoke_artifacts / "tf-clustered" / "saved_model"))
+    kernels = [v for v in loaded.variables if v.name.endswith("kernel:0") and len(v.shape) == 2]
+    assert len(kernels) == build["clustered_layers"] > 0
+    for kernel in kernels:
+        assert len(np.unique(kernel.numpy())) <= build["clusters_per_layer"]
+    assert build["gzip_mb"] < build["plain_safetensors_gzip_mb"]
+
+
+def test_distilled_student_is_a_resnet18(manifest):
+    build = manifest.variants["distilled-resnet18"]["build"]
+    assert 11_000_000 < build["parameters"] < 11_400_000
+    assert build["parameters_vs_teacher"] == pytest.approx(build["parameters"] / build["teacher_parameters"], rel=1e-3)
+
+
+def test_report_has_every_variant(smoke_artifacts):
+    report = (smoke_artifacts / "report.md").read_text()
+    for name in list_variants():
+        assert f"| {name} |" in report
+    rows = json.loads((smoke_artifacts / "report.json").read_text())["rows"]
+    assert all(row["latency_mean_ms"] > 0 for row in rows)
+    assert (smoke_artifacts / "report.png").stat().st_size > 1000
+
+
+def test_a_failing_builder_does_not_stop_the_others(smoke_artifacts, tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "artifacts"
+    shutil.copytree(smoke_artifacts, copy)
+    manifest = Manifest.load(copy)
+    before = json.dumps(manifest.variants["plain"])
+
+    def explode(ctx):
+        raise RuntimeError("boom")
+
+    broken = dataclasses.replace(get_variant("onnx"), build=explode)
+    monkeypatch.setattr(pipeline, "get_variant", lambda name: broken if name == "onnx" else get_variant(name))
+    from build_models.preprocessing import PreprocessConfig
+    from build_models.profiles import get_profile
+
+    request = pipeline.BuildRequest(profile=get_profile("smoke"), artifacts_dir=copy, force=True)
+    ctx_args = {"data": None, "splits": None, "preprocess": PreprocessConfig(32, 32)}
+    pipeline.build_one(request, manifest, "onnx", None, ctx_args)  # type: ignore[arg-type]
+    assert manifest.variants["onnx"]["status"] == "failed" and "boom" in manifest.variants["onnx"]["error"]
+    assert json.dumps(manifest.variants["plain"]) == before

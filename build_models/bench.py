@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
-import statistics
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,19 @@ def benchmark_predictor(predictor: Predictor, config: BenchConfig, jpeg: bytes) 
     return summarize(time_calls(call, config.runs, config.warmup), config.batch_size)
 
 
-def benchmark_many(predictors: dict[str, Predictor], config: BenchConfig, jpeg: bytes) -> dict[str, dict[str, Any]]:
-    """Every predictor measured in the same run; speedups relative to `plain` when it is there."""
-    results = {name: benchmark_predictor(p, config, jpeg).as_dict() for name, p in predictors.items()}
+def benchmark_many(
+    predictors: dict[str, Predictor], config: BenchConfig, jpeg: bytes,
+    guard: Callable[[str], AbstractContextManager[Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every predictor measured in the same run; speedups relative to `plain` when it is there.
+
+    ``guard(name)`` is held while one variant is timed (the service passes its per-variant lock,
+    so /predict traffic waits at most for one variant's measurement).
+    """
+    results = {}
+    for name, predictor in predictors.items():
+        with (guard(name) if guard else contextlib.nullcontext()):
+            results[name] = benchmark_predictor(predictor, config, jpeg).as_dict()
     baseline = results.get("plain", {}).get("mean_ms")
     for stats in results.values():
         stats["speedup_vs_plain"] = round(baseline / stats["mean_ms"], 3) if baseline else None
@@ -100,9 +111,9 @@ def benchmark_many(predictors: dict[str, Predictor], config: BenchConfig, jpeg: 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from build_models.loading import load_predictors
     from build_models.manifest import Manifest
     from build_models.registry import resolve_selection
-    from build_models.loading import load_predictors
     from build_models.report import write_report
     from build_models.threads import ThreadSettings
 
@@ -115,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--mode", choices=MODES, default="model")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-floor", action="store_true", help="skip the peak-matmul fp32 floor measurement")
     args = p.parse_args(argv)
     manifest = Manifest.load(args.artifacts)
     threads = ThreadSettings(torch_intra_op=args.threads, ort_intra_op=args.threads,
@@ -126,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:24s} {stats['mean_ms']:9.2f} ± {stats['std_ms']:7.2f} ms  p50 {stats['p50_ms']:8.2f}  "
               f"p99 {stats['p99_ms']:8.2f}  {stats['throughput_ips']:8.1f} img/s  x{stats['speedup_vs_plain']}")
     manifest.data["latency"] = {"config": asdict(config), "threads": threads.as_dict(), "results": results}
+    if not args.no_floor:
+        from build_models.flops import fp32_floor
+
+        floor = fp32_floor(args.artifacts / "base", threads=args.threads)
+        plain = results.get("plain", {}).get("mean_ms")
+        floor["plain_vs_floor"] = round(plain / floor["floor_ms"], 3) if plain else None
+        manifest.data["latency"]["fp32_floor"] = floor
+        print(f"fp32 floor: {floor['gflop_per_image']} GFLOP / {floor['peak_gflops']} GFLOP/s peak = "
+              f"{floor['floor_ms']} ms; plain is {floor['plain_vs_floor']}x the floor")
     manifest.save()
     print(f"report: {write_report(manifest)}")
     return 0

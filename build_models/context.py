@@ -56,10 +56,26 @@ class BuildContext:
         rows = np.sort(np.concatenate(per_class))[:count]
         return normalize_uint8(pixels[rows], self.preprocess)
 
+    def validation_batch(self, count: int) -> np.ndarray:
+        """The first ``count`` validation images as a normalised NCHW float32 batch."""
+        pixels, _ = self.pixels("val")
+        return normalize_uint8(pixels[:count], self.preprocess)
+
+    @property
+    def artifacts_root(self) -> Path:
+        return self.out_dir.parent
+
     @functools.cached_property
     def base_parameter_count(self) -> int:
-        from transformers import AutoConfig, AutoModelForImageClassification
+        return parameter_count(self.base_dir)
 
-        config = AutoConfig.from_pretrained(str(self.base_dir))
+
+def parameter_count(model_dir: Path) -> int:
+    """Parameters of a save_pretrained classifier, counted on the meta device (no weights loaded)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    config = AutoConfig.from_pretrained(str(model_dir))
+    with torch.device("meta"):
         model = AutoModelForImageClassification.from_config(config)
-        return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters())

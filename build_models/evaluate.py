@@ -26,14 +26,14 @@ class TestImages:
 
     @classmethod
     def decode(cls, data: LabelledImages, rows: np.ndarray) -> TestImages:
-        images = [decode_image(data.image_bytes(int(r))) for r in tqdm(rows, desc="decode test", leave=False)]
+        images = [decode_image(data.image_bytes(int(r))) for r in tqdm(rows, desc="decode test", leave=False, mininterval=2.0)]
         return cls([data.ids[int(r)] for r in rows], data.labels[rows], images)
 
 
 def predict_all(predictor: Predictor, images: Sequence[Image.Image], batch_size: int = 1) -> np.ndarray:
     """Batch 1 by default, as the service runs: dynamic int8 quantizes activations per batch."""
     chunks = []
-    for start in tqdm(range(0, len(images), batch_size), desc="evaluate", leave=False):
+    for start in tqdm(range(0, len(images), batch_size), desc="evaluate", leave=False, mininterval=2.0):
         chunks.append(predictor.predict_images(images[start : start + batch_size]))
     return np.concatenate(chunks)
 

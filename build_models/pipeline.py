@@ -169,6 +169,7 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         if missing:
             raise RuntimeError(f"missing packages: {', '.join(missing)}")
         entry["build"] = spec.build(ctx)
+        entry["runtime"] = entry["build"].pop("runtime", spec.runtime)
         entry["build_seconds"] = round(time.perf_counter() - started, 1)
         predictor = spec.predictor(out_dir, request.threads)
         predictor.load()

@@ -57,7 +57,7 @@ def _profiles() -> dict[str, BuildProfile]:
             description="From-scratch small ViT on the full local dataset (no hub needed).",
             dataset=local,
             base_model="scratch:small",
-            train=TrainConfig(minutes=28.0, batch_size=64, lr=1e-3, warmup_steps=300, crop_scale_min=0.6,
+            train=TrainConfig(minutes=28.0, batch_size=64, lr=4e-4, warmup_steps=300, crop_scale_min=0.6,
                               eval_every_steps=500),
             options={"distill_minutes": 6.0, "prune_recovery_minutes": 2.0},
         ),
@@ -88,8 +88,8 @@ def _profiles() -> dict[str, BuildProfile]:
             dataset=local,
             base_model="scratch:vit-base",
             train=TrainConfig(minutes=None, epochs=0.0, eval_every_steps=10_000),
-            eval_limit=200,
-            options={"distill_minutes": 2.0, "prune_recovery_minutes": 0.0},
+            eval_limit=100,
+            options={"distill_minutes": 2.0, "prune_recovery_minutes": 0.0, "int8_choice_images": 50},
         ),
     }
 

@@ -31,6 +31,7 @@ class VariantSpec:
     predictor: type[Predictor]
     requires: tuple[str, ...] = ()  # importable module names the runtime needs
     lossless: bool = False  # predictions must match `plain`
+    depends_on: tuple[str, ...] = ()  # variants whose artifacts this one builds from
     order: int = 100  # position in listings and reports
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -72,7 +73,11 @@ def resolve_selection(selection: str) -> list[str]:
     known = list_variants()
     if selection.strip() in ("", "all"):
         return known
-    wanted = [name.strip() for name in selection.split(",") if name.strip()]
-    for name in wanted:
-        get_variant(name)
+    wanted = {name.strip() for name in selection.split(",") if name.strip()}
+    pending = list(wanted)
+    while pending:  # add dependencies, transitively
+        for dependency in get_variant(pending.pop()).depends_on:
+            if dependency not in wanted:
+                wanted.add(dependency)
+                pending.append(dependency)
     return [name for name in known if name in wanted]

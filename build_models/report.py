@@ -90,6 +90,7 @@ def write_report(manifest: Manifest) -> Path:
         f"- dataset: `{manifest.data.get('dataset', {}).get('source')}`, test split "
         f"{split.get('test', {}).get('count')} images (sha256 {str(split.get('test', {}).get('sha256'))[:16]}...)",
         f"- latency: {json.dumps(latency.get('config', {}))}, threads {json.dumps(latency.get('threads', {}))}",
+        f"- fp32 floor: {json.dumps(latency['fp32_floor'])}" if "fp32_floor" in latency else "",
         "", markdown_table(rows, f1_applicable), "",
     ]
     if plotted:

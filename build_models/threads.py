@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,7 +39,5 @@ class ThreadSettings:
 
         resolved = self.resolved()
         torch.set_num_threads(resolved.torch_intra_op)
-        try:
+        with contextlib.suppress(RuntimeError):  # settable only before the first parallel work
             torch.set_num_interop_threads(resolved.torch_inter_op)
-        except RuntimeError:  # only settable before the first parallel work; keep what is set
-            pass

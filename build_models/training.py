@@ -174,7 +174,8 @@ def _batch_loss(
     if teacher is None:
         return hard
     t = config.distill_temperature
-    soft = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1), reduction="batchmean", log_target=True)
+    soft = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher / t, -1), reduction="batchmean",
+                    log_target=True)
     return (1 - config.distill_alpha) * hard + config.distill_alpha * soft * t * t
 
 

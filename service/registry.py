@@ -82,6 +82,15 @@ class ServingRegistry:
             raise VariantUnavailableError(name, served.error or "not loaded")
         return served
 
+    def select_available(self, selection: str) -> list[str]:
+        """Registry-ordered available variants for 'all' or a comma-separated list (validated)."""
+        if selection.strip() in ("", "all"):
+            return [n for n in list_variants() if n in self.variants and self.variants[n].available]
+        names = [n.strip() for n in selection.split(",") if n.strip()]
+        for name in names:
+            self.get(name)
+        return [n for n in list_variants() if n in names]
+
     def predict(self, name: str, images: Sequence[Image.Image]) -> tuple[np.ndarray, float]:
         """Probabilities for ``images`` and the model time in ms (preprocess + forward, under the lock)."""
         served = self.get(name)

@@ -23,8 +23,6 @@ class ServiceSettings(BaseSettings):
     port: int = Field(8000, gt=0, lt=65536)
     build_if_missing: bool = Field(False, description="build the default profile when no manifest exists")
     build_profile: str | None = Field(None, description="profile to build when build_if_missing is set")
-    benchmark_max_runs: int = Field(500, gt=0)
-    benchmark_max_batch_size: int = Field(64, gt=0)
 
     def thread_settings(self) -> ThreadSettings:
         return ThreadSettings(torch_intra_op=self.threads, ort_intra_op=self.threads,

@@ -6,7 +6,7 @@ from build_models.data import SplitConfig, make_splits, split_hash, split_record
 def test_split_is_deterministic_and_disjoint(dataset):
     first = make_splits(dataset.labels, SplitConfig())
     second = make_splits(dataset.labels, SplitConfig())
-    for a, b in zip(first.as_dict().values(), second.as_dict().values()):
+    for a, b in zip(first.as_dict().values(), second.as_dict().values(), strict=True):
         np.testing.assert_array_equal(a, b)
     all_rows = np.concatenate(list(first.as_dict().values()))
     assert len(np.unique(all_rows)) == len(all_rows) == len(dataset)

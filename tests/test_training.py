@@ -52,7 +52,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_data, tmp_path, m
     result_resumed = train_classifier(resumed, tiny_data, CONFIG, tmp_path / "resumed", {})
     assert result_resumed.steps == 30
     assert result_resumed.best_val_accuracy == result.best_val_accuracy
-    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
 
 

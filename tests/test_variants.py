@@ -30,7 +30,7 @@ def images(test_split_jpegs):
 
 
 def test_registry_has_every_study_variant():
-    assert STUDY_VARIANTS <= set(list_variants())
+    assert set(list_variants()) >= STUDY_VARIANTS
     for name in list_variants():
         spec = get_variant(name)
         assert spec.runtime in {"pytorch", "onnxruntime", "openvino", "tensorflow"}
@@ -77,7 +77,8 @@ def test_structured_pruning_shrinks_the_matrices(manifest):
     removed = sum(len(v) for v in build["heads_removed"].values())
     heads = sum(layer.attention.attention.num_attention_heads for layer in pruned.vit.encoder.layer)
     assert heads == build["heads_before"] - removed
-    assert sum(p.numel() for p in pruned.parameters()) == build["parameters"] < manifest.variants["plain"]["build"]["parameters"]
+    plain_parameters = manifest.variants["plain"]["build"]["parameters"]
+    assert sum(p.numel() for p in pruned.parameters()) == build["parameters"] < plain_parameters
 
 
 def test_dynamic_quant_reloads_the_stored_int8_weights(manifest, images, smoke_artifacts):
@@ -143,3 +144,27 @@ def test_a_failing_builder_does_not_stop_the_others(smoke_artifacts, tmp_path, m
     pipeline.build_one(request, manifest, "onnx", None, ctx_args)  # type: ignore[arg-type]
     assert manifest.variants["onnx"]["status"] == "failed" and "boom" in manifest.variants["onnx"]["error"]
     assert json.dumps(manifest.variants["plain"]) == before
+
+
+@pytest.mark.parametrize("name", ["onnx-int8", "resnet18-int8"])
+def test_int8_variants_record_their_candidates(manifest, name):
+    entry = manifest.variants[name]
+    build = entry["build"]
+    assert build["kept"] in build["candidates"]
+    assert entry["runtime"] == build["candidates"][build["kept"]]["runtime"]
+    for facts in build["candidates"].values():
+        assert 0.0 <= facts["agreement_with_fp32"] <= 1.0 and facts["latency_ms"] > 0
+
+
+def test_openvino_int8_has_quantized_operations(smoke_artifacts):
+    xml = (smoke_artifacts / "openvino-int8" / "openvino_model.xml").read_text()
+    assert "FakeQuantize" in xml or "FakeConvert" in xml or 'element_type="i8"' in xml or 'element_type="u8"' in xml
+
+
+def test_vit_base_flops_match_the_published_figure():
+    from transformers import ViTConfig
+
+    from build_models.base_model import SCRATCH_PRESETS
+    from build_models.flops import vit_flops
+
+    assert vit_flops(ViTConfig(**SCRATCH_PRESETS["vit-base"], num_labels=2)) / 1e9 == pytest.approx(35.2, abs=0.2)

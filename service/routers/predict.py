@@ -68,5 +68,5 @@ async def predict(
     best = int(row.argmax())
     return Prediction(
         variant=variant, label=names[best], score=float(row[best]),
-        probabilities={name: float(p) for name, p in zip(names, row)}, model_time_ms=round(model_ms, 3),
+        probabilities={name: float(p) for name, p in zip(names, row, strict=True)}, model_time_ms=round(model_ms, 3),
     )

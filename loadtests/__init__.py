@@ -1,0 +1,1 @@
+"""Locust load tests for the vitserve service (loopback only)."""

@@ -1,0 +1,67 @@
+"""Users that post real cat and dog photos to /predict/<variant>.
+
+Options (command line or environment):
+  --variants / LOCUST_VARIANTS   "plain:3,onnx:1" (name:weight, comma-separated; default "plain")
+  --images   / LOCUST_IMAGES     a folder of photos, or a parquet dataset folder
+  --wait-min / LOCUST_WAIT_MIN   seconds between a user's requests (default 0.1)
+  --wait-max / LOCUST_WAIT_MAX   (default 0.5)
+Only loopback hosts are accepted.
+"""
+
+from __future__ import annotations
+
+import random
+from urllib.parse import urlparse
+
+from locust import HttpUser, events, task
+
+from loadtests.images import load_photos
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+DEFAULT_IMAGES = "../shared/datasets/cats_vs_dogs"
+
+
+@events.init_command_line_parser.add_listener
+def add_options(parser) -> None:  # type: ignore[no-untyped-def]
+    parser.add_argument("--variants", type=str, env_var="LOCUST_VARIANTS", default="plain")
+    parser.add_argument("--images", type=str, env_var="LOCUST_IMAGES", default=DEFAULT_IMAGES)
+    parser.add_argument("--wait-min", type=float, env_var="LOCUST_WAIT_MIN", default=0.1)
+    parser.add_argument("--wait-max", type=float, env_var="LOCUST_WAIT_MAX", default=0.5)
+
+
+def parse_weights(spec: str) -> tuple[list[str], list[float]]:
+    names, weights = [], []
+    for item in spec.split(","):
+        name, _, weight = item.strip().partition(":")
+        if name:
+            names.append(name)
+            weights.append(float(weight or 1))
+    return names, weights
+
+
+class PredictUser(HttpUser):
+    photos: list[bytes] = []
+
+    def wait_time(self) -> float:
+        options = self.environment.parsed_options
+        return random.uniform(options.wait_min, options.wait_max)
+
+    def on_start(self) -> None:
+        host = urlparse(self.host).hostname
+        if host not in LOOPBACK:
+            raise RuntimeError(f"load tests only target loopback, not {host!r}")
+        options = self.environment.parsed_options
+        self.variants, self.weights = parse_weights(options.variants)
+        if not PredictUser.photos:
+            PredictUser.photos = load_photos(options.images)
+
+    @task
+    def predict(self) -> None:
+        variant = random.choices(self.variants, weights=self.weights)[0]
+        photo = random.choice(self.photos)
+        with self.client.post(f"/predict/{variant}", files={"file": ("photo.jpg", photo, "image/jpeg")},
+                              name=f"/predict/{variant}", catch_response=True) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+            elif response.json().get("label") not in ("cat", "dog"):
+                response.failure("no label in the answer")

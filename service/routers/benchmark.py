@@ -1,0 +1,72 @@
+"""GET/POST /benchmark: on-host latency of the loaded variants, measured side by side."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from build_models.bench import BenchConfig, benchmark_many, reference_jpeg
+from service.dependencies import get_registry
+from service.errors import BenchmarkBusyError
+from service.registry import ServingRegistry
+
+router = APIRouter(tags=["benchmark"])
+
+MAX_RUNS = 500
+MAX_WARMUP = 100
+MAX_BATCH = 64
+_one_at_a_time = threading.Lock()
+
+
+class BenchmarkRequest(BaseModel):
+    variants: str = Field("all", description="'all' (every available variant) or a comma-separated list")
+    runs: int = Field(30, ge=1, le=MAX_RUNS)
+    warmup: int = Field(5, ge=0, le=MAX_WARMUP)
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH)
+    mode: Literal["model", "end_to_end"] = "model"
+
+
+def run_benchmark(registry: ServingRegistry, request: BenchmarkRequest) -> dict[str, Any]:
+    if not _one_at_a_time.acquire(blocking=False):
+        raise BenchmarkBusyError("a benchmark is already running; try again when it has finished")
+    try:
+        names = registry.select_available(request.variants)
+        if "plain" not in names and "plain" in registry.variants and registry.variants["plain"].available:
+            names = ["plain", *names]  # speedups are relative to plain measured in the same call
+        predictors = {name: registry.get(name).predictor for name in names}
+        config = BenchConfig(runs=request.runs, warmup=request.warmup, batch_size=request.batch_size,
+                             mode=request.mode)
+        results = benchmark_many(predictors, config, reference_jpeg(), guard=lambda n: registry.variants[n].lock)
+        return {"config": request.model_dump(), "threads": registry.threads.as_dict(), "results": results}
+    finally:
+        _one_at_a_time.release()
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"description": "a parameter is out of bounds"},
+    429: {"description": "another benchmark is running"},
+}
+
+
+@router.get("/benchmark", responses=ERRORS)
+async def benchmark_get(
+    variants: str = Query("all"),
+    runs: int = Query(30, ge=1, le=MAX_RUNS),
+    warmup: int = Query(5, ge=0, le=MAX_WARMUP),
+    batch_size: int = Query(1, ge=1, le=MAX_BATCH),
+    mode: Literal["model", "end_to_end"] = Query("model"),
+    registry: ServingRegistry = Depends(get_registry),
+) -> dict[str, Any]:
+    request = BenchmarkRequest(variants=variants, runs=runs, warmup=warmup, batch_size=batch_size, mode=mode)
+    return await run_in_threadpool(run_benchmark, registry, request)
+
+
+@router.post("/benchmark", responses=ERRORS)
+async def benchmark_post(
+    request: BenchmarkRequest, registry: ServingRegistry = Depends(get_registry)
+) -> dict[str, Any]:
+    return await run_in_threadpool(run_benchmark, registry, request)

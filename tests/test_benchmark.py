@@ -1,0 +1,74 @@
+"""/benchmark: shape, bounds, and one benchmark at a time (no timing assertions)."""
+
+import threading
+
+import pytest
+
+from service.routers import benchmark as benchmark_router
+
+STATS = {"mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "speedup_vs_plain", "runs",
+         "batch_size"}
+
+
+def test_get_benchmark_measures_every_available_variant(client):
+    response = client.get("/benchmark", params={"runs": 2, "warmup": 1})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    available = [v["name"] for v in client.get("/variants").json()["variants"] if v["available"]]
+    assert list(body["results"]) == available
+    for name, stats in body["results"].items():
+        assert set(stats) >= STATS, name
+        assert stats["runs"] == 2 and stats["p50_ms"] > 0 and stats["throughput_ips"] > 0
+        assert stats["p50_ms"] <= stats["p99_ms"] + 1e-9
+    assert body["results"]["plain"]["speedup_vs_plain"] == pytest.approx(1.0)
+    threads = set(body["threads"])
+    assert {"torch_intra_op", "ort_intra_op", "openvino_threads", "openvino_hint", "tf_intra_op"} <= threads
+
+
+def test_post_benchmark_end_to_end_with_batch(client):
+    response = client.post("/benchmark", json={"variants": "onnx", "runs": 2, "warmup": 0, "batch_size": 3,
+                                               "mode": "end_to_end"})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert list(results) == ["plain", "onnx"]  # plain is always measured alongside, for the speedup
+    assert results["onnx"]["batch_size"] == 3
+
+
+@pytest.mark.parametrize("params", [{"runs": 10_000}, {"batch_size": 1000}, {"runs": 0}, {"warmup": -1},
+                                    {"mode": "fast"}])
+def test_out_of_bounds_parameters_get_422(client, params):
+    response = client.get("/benchmark", params=params)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+    assert client.post("/benchmark", json=params).status_code == 422
+
+
+def test_unknown_variant_in_benchmark_gets_404(client):
+    assert client.get("/benchmark", params={"variants": "nope", "runs": 1}).status_code == 404
+
+
+def test_second_benchmark_is_refused_while_one_runs(client):
+    held = benchmark_router._one_at_a_time
+    assert held.acquire(blocking=False)
+    try:
+        response = client.get("/benchmark", params={"runs": 1})
+        assert response.status_code == 429
+        assert response.json()["error"]["code"] == "benchmark_busy"
+    finally:
+        held.release()
+    assert client.get("/benchmark", params={"runs": 1, "variants": "plain"}).status_code == 200
+
+
+def test_predict_is_served_while_a_benchmark_runs(client, test_split_jpegs):
+    results = {}
+
+    def long_benchmark():
+        results["bench"] = client.get("/benchmark", params={"runs": 40, "warmup": 0, "variants": "plain,onnx"})
+
+    thread = threading.Thread(target=long_benchmark)
+    thread.start()
+    jpeg = test_split_jpegs[0][1]
+    answers = [client.post("/predict/plain", files={"file": ("x.jpg", jpeg, "image/jpeg")}) for _ in range(5)]
+    thread.join(timeout=300)
+    assert all(a.status_code == 200 for a in answers)
+    assert results["bench"].status_code == 200

@@ -81,7 +81,7 @@ def load_base_model(source: BaseModelSource, label_names: list[str], seed: int) 
         )
     try:
         config = ViTConfig.from_pretrained(source.ref)
-        has_labels = [config.id2label.get(i) for i in range(config.num_labels)] == label_names
+        has_labels = [(config.id2label or {}).get(i) for i in range(config.num_labels)] == label_names
         model = ViTForImageClassification.from_pretrained(
             source.ref, ignore_mismatched_sizes=not has_labels, **({} if has_labels else label_maps(label_names))
         )

@@ -163,7 +163,8 @@ def decode_pixels(
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         decoded = list(
-            tqdm(pool.map(decode, rows.tolist(), chunksize=64), total=len(rows), desc="decode", leave=False, mininterval=2.0)
+            tqdm(pool.map(decode, rows.tolist(), chunksize=64), total=len(rows), desc="decode", leave=False,
+                 mininterval=2.0)
         )
     kept = np.asarray([r for r, px in zip(rows, decoded, strict=True) if px is not None], dtype=np.int64)
     pixels = np.stack([px for px in decoded if px is not None])

@@ -26,7 +26,8 @@ class TestImages:
 
     @classmethod
     def decode(cls, data: LabelledImages, rows: np.ndarray) -> TestImages:
-        images = [decode_image(data.image_bytes(int(r))) for r in tqdm(rows, desc="decode test", leave=False, mininterval=2.0)]
+        progress = tqdm(rows, desc="decode test", leave=False, mininterval=2.0)
+        images = [decode_image(data.image_bytes(int(r))) for r in progress]
         return cls([data.ids[int(r)] for r in rows], data.labels[rows], images)
 
 

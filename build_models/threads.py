@@ -26,10 +26,15 @@ class ThreadSettings:
     tf_inter_op: int = 1
 
     def resolved(self) -> ThreadSettings:
-        cores = _cores()
-        values = {k: (cores if v == 0 and isinstance(v, int) and k != "openvino_hint" else v)
-                  for k, v in asdict(self).items()}
-        return ThreadSettings(**values)
+        def all_cores(count: int) -> int:
+            return count or _cores()
+
+        return ThreadSettings(
+            torch_intra_op=all_cores(self.torch_intra_op), torch_inter_op=all_cores(self.torch_inter_op),
+            ort_intra_op=all_cores(self.ort_intra_op), ort_inter_op=all_cores(self.ort_inter_op),
+            openvino_threads=all_cores(self.openvino_threads), openvino_hint=self.openvino_hint,
+            tf_intra_op=all_cores(self.tf_intra_op), tf_inter_op=all_cores(self.tf_inter_op),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self.resolved())

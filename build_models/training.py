@@ -256,21 +256,3 @@ def train_classifier(
         minutes=(time.perf_counter() - started) / 60, history=state["history"],
     )
 
-
-@torch.no_grad()
-def init_patch_embedding_pca(model: torch.nn.Module, pixels: np.ndarray, preprocess: PreprocessConfig,
-                             samples: int = 4096, seed: int = 0) -> None:
-    """Data-driven init of a ViT patch embedding: the whitened principal components of image patches."""
-    projection = model.vit.embeddings.patch_embeddings.projection  # Conv2d(c, hidden, p, stride=p)
-    hidden, channels, patch, _ = projection.weight.shape
-    rows = np.random.default_rng(seed).choice(len(pixels), size=min(samples, len(pixels)), replace=False)
-    x = to_model_input(pixels[np.sort(rows)], preprocess).double()
-    patches = F.unfold(x, kernel_size=patch, stride=patch).transpose(1, 2).reshape(-1, channels * patch * patch)
-    mean = patches.mean(0)
-    eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov((patches - mean).T))
-    order = torch.argsort(eigenvalues, descending=True)[: min(hidden, patches.shape[1])]
-    weight = eigenvectors[:, order].T / torch.sqrt(eigenvalues[order].clamp_min(1e-6)).unsqueeze(1)
-    full = torch.zeros(hidden, channels * patch * patch, dtype=torch.float64)
-    full[: len(order)] = weight
-    projection.weight.copy_(full.reshape(hidden, channels, patch, patch).float())
-    projection.bias.copy_((-full @ mean).float())

@@ -36,6 +36,12 @@ class ServedVariant:
         return self.predictor is not None
 
 
+def warm_up(predictor: Predictor) -> None:
+    """One prediction at start-up, so lazy graph building (TensorFlow, OpenVINO) is not paid by a request."""
+    config = predictor.preprocess_config
+    predictor.predict_images([Image.new("RGB", (config.width, config.height), (128, 128, 128))])
+
+
 class ServingRegistry:
     def __init__(self, manifest: Manifest, threads: ThreadSettings) -> None:
         self.manifest = manifest
@@ -59,12 +65,17 @@ class ServingRegistry:
             served = ServedVariant(name=name, entry=entry)
             started = time.perf_counter()
             try:
-                served.predictor = load_predictor(self.manifest, name, self.threads, verify=verify)
+                predictor = load_predictor(self.manifest, name, self.threads, verify=verify)
+                warm_up(predictor)
+                served.predictor = predictor
                 served.load_seconds = round(time.perf_counter() - started, 3)
                 log.info("loaded %s in %.2fs", name, served.load_seconds)
             except VariantUnavailableError as exc:
                 served.error = exc.reason
                 log.warning("%s unavailable: %s", name, exc.reason)
+            except Exception as exc:  # noqa: BLE001 - a variant that cannot predict is unavailable, not fatal
+                served.error = f"warm-up failed: {type(exc).__name__}: {exc}"
+                log.warning("%s unavailable: %s", name, served.error)
             self.variants[name] = served
 
     @property

@@ -9,7 +9,7 @@ and latency fall. A short distillation from the unpruned model recovers accuracy
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from build_models.context import BuildContext
 from build_models.predictor import TorchPredictor
@@ -56,7 +56,7 @@ def prune_mlp_neurons(model: Any, amount: float) -> int:
     for layer in model.vit.encoder.layer:
         fc1, fc2 = layer.intermediate.dense, layer.output.dense
         norms = fc1.weight.abs().sum(dim=1) + fc2.weight.abs().sum(dim=0)
-        index = torch.sort(torch.topk(norms, keep).indices).values
+        index = cast(torch.LongTensor, torch.sort(torch.topk(norms, keep).indices).values)
         layer.intermediate.dense = prune_linear_layer(fc1, index, dim=0)
         layer.output.dense = prune_linear_layer(fc2, index, dim=1)
     model.config.intermediate_size = keep

@@ -37,7 +37,7 @@ def run_benchmark(registry: ServingRegistry, request: BenchmarkRequest) -> dict[
         names = registry.select_available(request.variants)
         if "plain" not in names and "plain" in registry.variants and registry.variants["plain"].available:
             names = ["plain", *names]  # speedups are relative to plain measured in the same call
-        predictors = {name: registry.get(name).predictor for name in names}
+        predictors = {name: p for name in names if (p := registry.get(name).predictor) is not None}
         config = BenchConfig(runs=request.runs, warmup=request.warmup, batch_size=request.batch_size,
                              mode=request.mode)
         results = benchmark_many(predictors, config, reference_jpeg(), guard=lambda n: registry.variants[n].lock)

@@ -82,7 +82,7 @@ def write_report(manifest: Manifest) -> Path:
     f1_applicable = manifest.data.get("base_model", {}).get("training", {}).get("recipe") != "none"
     latency = manifest.data.get("latency", {})
     root = manifest.root
-    plotted = write_plot(rows, root / "report.png")
+    plotted = f1_applicable and write_plot(rows, root / "report.png")
     split = manifest.data.get("dataset", {}).get("split", {})
     lines = [
         f"# vitserve report: profile `{manifest.data.get('profile')}`", "",

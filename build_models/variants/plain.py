@@ -10,10 +10,15 @@ from build_models.predictor import TorchPredictor
 from build_models.registry import VariantSpec, register_variant
 
 
-def build(ctx: BuildContext) -> dict[str, Any]:
+def copy_base_checkpoint(ctx: BuildContext) -> None:
+    """The base model's safetensors, config and preprocessor config, unchanged."""
     for path in ctx.base_dir.iterdir():
         if path.suffix in (".json", ".safetensors") and path.name != "build_info.json":
             shutil.copy2(path, ctx.out_dir / path.name)
+
+
+def build(ctx: BuildContext) -> dict[str, Any]:
+    copy_base_checkpoint(ctx)
     return {"parameters": ctx.base_parameter_count, "format": "safetensors fp32"}
 
 

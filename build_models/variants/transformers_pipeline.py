@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,12 +11,11 @@ from PIL import Image
 from build_models.context import BuildContext
 from build_models.predictor import TorchPredictor
 from build_models.registry import VariantSpec, register_variant
+from build_models.variants.plain import copy_base_checkpoint
 
 
 def build(ctx: BuildContext) -> dict[str, Any]:
-    for path in ctx.base_dir.iterdir():
-        if path.suffix in (".json", ".safetensors") and path.name != "build_info.json":
-            shutil.copy2(path, ctx.out_dir / path.name)
+    copy_base_checkpoint(ctx)
     return {"parameters": ctx.base_parameter_count, "format": "safetensors fp32 (transformers pipeline)"}
 
 

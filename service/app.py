@@ -32,7 +32,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             registry.load(settings.variants, verify=settings.verify_sha256)
         except ManifestError as exc:
             log.error("no variants to serve: %s", exc)
-            registry = ServingRegistry.empty(str(exc))
+            registry = ServingRegistry.empty(settings.artifacts_dir, str(exc))
         app.state.registry = registry
         yield
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,18 +44,15 @@ def warm_up(predictor: Predictor) -> None:
 
 
 class ServingRegistry:
-    def __init__(self, manifest: Manifest, threads: ThreadSettings) -> None:
+    def __init__(self, manifest: Manifest, threads: ThreadSettings, startup_error: str | None = None) -> None:
         self.manifest = manifest
         self.threads = threads
         self.variants: dict[str, ServedVariant] = {}
+        self.startup_error = startup_error  # set when there is no manifest to serve
 
     @classmethod
-    def empty(cls, error: str) -> ServingRegistry:
-        registry = cls(Manifest(root=None, data={"variants": {}}), ThreadSettings())  # type: ignore[arg-type]
-        registry.startup_error = error
-        return registry
-
-    startup_error: str | None = None
+    def empty(cls, artifacts_dir: Path, error: str) -> ServingRegistry:
+        return cls(Manifest(root=artifacts_dir, data={"variants": {}}), ThreadSettings(), startup_error=error)
 
     def load(self, selection: str = "all", verify: bool = True) -> None:
         registered = set(list_variants())

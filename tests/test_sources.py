@@ -1,0 +1,67 @@
+"""Dataset and base-model sources: hub ids, local folders, scratch presets, and the offline errors."""
+
+import pytest
+import torch
+from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+from build_models.base_model import SCRATCH_PRESETS, BaseModelSource, label_maps, load_base_model
+from build_models.cli import main as build_main
+from build_models.data import load_labelled_images
+from build_models.errors import BaseModelError, DatasetUnavailableError
+from build_models.hub import hub_reachable
+
+LABELS = ["cat", "dog"]
+
+
+def _save_checkpoint(folder, labels):
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig(**SCRATCH_PRESETS["tiny"], **label_maps(labels)))
+    model.save_pretrained(str(folder))
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(str(folder))
+    return model
+
+
+def test_hub_is_treated_as_unreachable_in_tests():
+    assert hub_reachable() is False
+
+
+def test_hub_dataset_without_hub_names_what_to_pass():
+    with pytest.raises(DatasetUnavailableError, match="--dataset"):
+        load_labelled_images("microsoft/cats_vs_dogs")
+    with pytest.raises(DatasetUnavailableError, match="does not exist"):
+        load_labelled_images("./no/such/folder")
+
+
+def test_cli_stops_with_one_clear_line(tmp_path, capsys):
+    code = build_main(["--profile", "seed", "--artifacts", str(tmp_path / "a")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error:") and "--dataset" in err[0]
+
+
+def test_local_checkpoint_with_our_labels_is_used_as_is(tmp_path):
+    saved = _save_checkpoint(tmp_path / "ckpt", LABELS)
+    loaded = load_base_model(BaseModelSource.parse(str(tmp_path / "ckpt")), LABELS, seed=0)
+    assert not loaded.needs_training and loaded.recipe == "finetune"
+    for a, b in zip(saved.state_dict().values(), loaded.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert (loaded.preprocess.height, loaded.preprocess.width) == (32, 32)
+
+
+def test_local_checkpoint_with_other_labels_gets_a_new_head(tmp_path):
+    _save_checkpoint(tmp_path / "ckpt", ["tench", "goldfish", "shark"])
+    loaded = load_base_model(BaseModelSource.parse(str(tmp_path / "ckpt")), LABELS, seed=0)
+    assert loaded.needs_training
+    assert loaded.model.config.num_labels == 2 and loaded.model.config.id2label == {0: "cat", 1: "dog"}
+    assert loaded.model.classifier.out_features == 2
+
+
+def test_scratch_presets_and_bad_sources():
+    loaded = load_base_model(BaseModelSource.parse("scratch:vit-base"), LABELS, seed=0)
+    config = loaded.model.config
+    assert (config.image_size, config.patch_size, config.hidden_size, config.num_hidden_layers) == (224, 16, 768, 12)
+    assert loaded.needs_training and loaded.recipe == "scratch"
+    with pytest.raises(BaseModelError, match="unknown scratch preset"):
+        BaseModelSource.parse("scratch:huge")
+    with pytest.raises(BaseModelError, match="unreachable"):
+        load_base_model(BaseModelSource.parse("google/vit-base-patch16-224"), LABELS, seed=0)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from build_models.bench import summarize, time_calls
+from build_models.preprocessing import softmax
 
 CALIBRATION_IMAGES = 128
 CHOICE_IMAGES = 300  # validation images used to compare candidates with the fp32 model
@@ -94,18 +95,13 @@ def runner(candidate: Candidate, threads: int) -> Callable[[np.ndarray], np.ndar
     return lambda x: np.asarray(session.run(None, {name: x})[0])
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max(-1, keepdims=True))
-    return exp / exp.sum(-1, keepdims=True)
-
-
 def score_candidates(candidates: list[Candidate], reference: Callable[[np.ndarray], np.ndarray],
                      images: np.ndarray, threads: int, runs: int = 20) -> None:
     """Agreement with the fp32 reference (batch 1, as served) and single-image latency, side by side."""
-    expected = _softmax(np.concatenate([reference(images[i : i + 1]) for i in range(len(images))]))
+    expected = softmax(np.concatenate([reference(images[i : i + 1]) for i in range(len(images))]))
     for candidate in candidates:
         run = runner(candidate, threads)
-        probabilities = _softmax(np.concatenate([run(images[i : i + 1]) for i in range(len(images))]))
+        probabilities = softmax(np.concatenate([run(images[i : i + 1]) for i in range(len(images))]))
         candidate.agreement = float((probabilities.argmax(1) == expected.argmax(1)).mean())
         candidate.max_prob_diff = float(np.abs(probabilities - expected).max())
         one = images[:1]

@@ -16,7 +16,15 @@ from typing import Any
 
 from build_models.base_model import BaseModelSource, load_base_model
 from build_models.context import BuildContext
-from build_models.data import LabelledImages, Splits, load_labelled_images, make_splits, split_record, write_split_ids
+from build_models.data import (
+    LabelledImages,
+    Splits,
+    load_labelled_images,
+    make_splits,
+    split_hash,
+    split_record,
+    write_split_ids,
+)
 from build_models.evaluate import TestImages, evaluate, write_predictions
 from build_models.manifest import SCHEMA_VERSION, Manifest, describe_files
 from build_models.preprocessing import PreprocessConfig
@@ -137,8 +145,6 @@ def ensure_base_model(request: BuildRequest, data: LabelledImages, splits: Split
 
 
 def split_hash_of(data: LabelledImages, splits: Splits) -> str:
-    from build_models.data import split_hash
-
     return "/".join(split_hash(data.ids, rows)[:16] for rows in splits.as_dict().values())
 
 

@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from build_models.errors import UnknownVariantError
@@ -33,7 +33,6 @@ class VariantSpec:
     lossless: bool = False  # predictions must match `plain`
     depends_on: tuple[str, ...] = ()  # variants whose artifacts this one builds from
     order: int = 100  # position in listings and reports
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def missing_requirements(self) -> list[str]:
         return [module for module in self.requires if importlib.util.find_spec(module) is None]

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
-from PIL import Image
 
 from build_models.context import BuildContext
 from build_models.exporters import export_onnx
 from build_models.registry import VariantSpec, register_variant
 from build_models.variants.ort_onnx import OrtModelPredictor
-from build_models.variants.transformers_pipeline import pipeline_probabilities
+from build_models.variants.transformers_pipeline import PipelinePredictions
 
 
 def build(ctx: BuildContext) -> dict[str, Any]:
@@ -20,17 +16,13 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     return {"parameters": ctx.base_parameter_count, "format": "ONNX fp32 (optimum pipeline, accelerator=ort)"}
 
 
-class OptimumPipelinePredictor(OrtModelPredictor):
+class OptimumPipelinePredictor(PipelinePredictions, OrtModelPredictor):
     def _load(self) -> None:
         from optimum.pipelines import pipeline
 
         super()._load()
         self.pipe = pipeline("image-classification", model=self.model, image_processor=str(self.artifact_dir),
                              accelerator="ort")
-        self.label_names = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-
-    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return pipeline_probabilities(self.pipe, images, self.label_names)
 
 
 register_variant(VariantSpec(

@@ -19,8 +19,10 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     return {"parameters": ctx.base_parameter_count, "format": "safetensors fp32 (transformers pipeline)"}
 
 
-def pipeline_probabilities(pipe: Any, images: Sequence[Image.Image], label_names: list[str]) -> np.ndarray:
-    """Run an image-classification pipeline and order its scores by label index."""
+def pipeline_probabilities(pipe: Any, images: Sequence[Image.Image]) -> np.ndarray:
+    """Run an image-classification pipeline and order its scores by the model's label index."""
+    config = pipe.model.config
+    label_names = [config.id2label[i] for i in range(config.num_labels)]
     outputs = pipe(list(images), top_k=len(label_names), function_to_apply="softmax")
     if outputs and isinstance(outputs[0], dict):
         outputs = [outputs]
@@ -32,8 +34,17 @@ def pipeline_probabilities(pipe: Any, images: Sequence[Image.Image], label_names
     return probabilities
 
 
-class TransformersPipelinePredictor(TorchPredictor):
-    """Uses the pipeline's own preprocessing for predictions; ``forward`` is the wrapped model."""
+class PipelinePredictions:
+    """``predict_images`` through ``self.pipe``, with the pipeline's own preprocessing."""
+
+    pipe: Any
+
+    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return pipeline_probabilities(self.pipe, images)
+
+
+class TransformersPipelinePredictor(PipelinePredictions, TorchPredictor):
+    """Predictions go through the pipeline; ``forward`` (benchmarks) is the wrapped model."""
 
     def _load(self) -> None:
         from transformers import pipeline
@@ -41,10 +52,6 @@ class TransformersPipelinePredictor(TorchPredictor):
         super()._load()
         self.pipe = pipeline("image-classification", model=self.model, image_processor=str(self.artifact_dir),
                              framework="pt", device="cpu")
-        self.label_names = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-
-    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return pipeline_probabilities(self.pipe, images, self.label_names)
 
 
 register_variant(VariantSpec(

@@ -28,9 +28,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use a stratified subset of this many images")
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N test images only")
     p.add_argument("--threads", type=int, default=0, help="threads for every runtime (0 = all cores)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="torch device for training and the torch predictors' evaluation (auto: cuda if available)")
+    p.add_argument("--student-base", help="starting weights of distilled-resnet18: hub id or local folder")
     p.add_argument("--force", action="store_true", help="rebuild variants that are already built")
     p.add_argument("--list", action="store_true", help="list the registered variants and exit")
     return p
+
+
+def resolve_device(choice: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one is an error."""
+    import torch
+
+    available = torch.cuda.is_available()
+    if choice == "cuda" and not available:
+        raise SystemExit("error: --device cuda, but torch sees no CUDA device")
+    return "cuda" if choice == "cuda" or (choice == "auto" and available) else "cpu"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     threads = ThreadSettings(torch_intra_op=args.threads, ort_intra_op=args.threads,
                              openvino_threads=args.threads, tf_intra_op=args.threads)
+    if args.student_base:
+        profile = profile.with_overrides(options={**profile.options, "resnet18_base": args.student_base})
     request = BuildRequest(profile=profile, artifacts_dir=args.artifacts, variants=args.variants,
-                           force=args.force, threads=threads)
+                           force=args.force, threads=threads, device=resolve_device(args.device))
     try:
         manifest = run_build(request)
     except VitserveError as exc:

@@ -32,6 +32,7 @@ class BuildContext:
     splits: Splits
     cache_dir: Path
     seed: int = 0
+    device: str = "cpu"  # torch device for variants that train (distillation, pruning recovery)
     pixel_cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     progress: Callable[[str], None] = log.info
 

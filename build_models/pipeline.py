@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from build_models.base_model import BaseModelSource, load_base_model
+from build_models.base_model import BaseModelSource, LoadedBase, load_base_model
 from build_models.context import BuildContext
 from build_models.data import (
     LabelledImages,
@@ -31,6 +31,7 @@ from build_models.preprocessing import PreprocessConfig
 from build_models.profiles import BuildProfile
 from build_models.registry import get_variant, resolve_selection
 from build_models.report import write_report
+from build_models.teacher import Teacher
 from build_models.threads import ThreadSettings
 from build_models.training import train_classifier
 
@@ -49,6 +50,7 @@ class BuildRequest:
     variants: str = "all"
     force: bool = False
     threads: ThreadSettings = ThreadSettings()
+    device: str = "cpu"  # torch device for training and the torch predictors' build-time evaluation
 
 
 def package_versions() -> dict[str, str]:
@@ -117,8 +119,9 @@ def ensure_base_model(request: BuildRequest, data: LabelledImages, splits: Split
     profile, root = request.profile, request.artifacts_dir
     source = BaseModelSource.parse(profile.base_model)
     recipe = asdict(profile.train)
+    teacher_config = asdict(profile.teacher) if profile.teacher else None
     fingerprint = _fingerprint({"source": source.describe(), "split": split_hash_of(data, splits),
-                                "train": recipe})
+                                "train": recipe, "teacher": teacher_config})
     base_dir, info_file = root / BASE_DIR, root / BASE_DIR / "build_info.json"
     if info_file.exists() and json.loads(info_file.read_text()).get("fingerprint") == fingerprint:
         return json.loads(info_file.read_text())
@@ -128,19 +131,36 @@ def ensure_base_model(request: BuildRequest, data: LabelledImages, splits: Split
                             "parameters": sum(p.numel() for p in loaded.model.parameters())}
     budget_is_zero = (profile.train.epochs == 0.0) or (profile.train.minutes == 0.0)
     if loaded.needs_training and not budget_is_zero:
-        ctx = BuildContext(base_dir=base_dir, out_dir=base_dir, work_dir=root / WORK_DIR / "base",
-                           label_names=data.label_names, preprocess=loaded.preprocess, threads=request.threads,
-                           options={}, data=data, splits=splits, cache_dir=root / WORK_DIR / "cache")
-        result = train_classifier(loaded.model, ctx.train_data(), profile.train, ctx.work_dir,
-                                  {"fingerprint": fingerprint})
-        info["training"] = {"recipe": loaded.recipe, "config": recipe, **asdict(result)}
+        info.update(train_base(request, loaded, data, splits, fingerprint))
     else:
-        info["training"] = {"recipe": "none", "reason": "budget is zero" if budget_is_zero else "already labelled"}
+        reason = "budget is zero" if budget_is_zero else "already labelled cat/dog: used as is"
+        info["training"] = {"recipe": "none", "reason": reason, "weights": loaded.weights}
     if base_dir.exists():
         shutil.rmtree(base_dir)
     loaded.model.save_pretrained(str(base_dir), safe_serialization=True)
     loaded.preprocess.save(base_dir)
     info_file.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def train_base(request: BuildRequest, loaded: LoadedBase, data: LabelledImages, splits: Splits,
+               fingerprint: str) -> dict[str, Any]:
+    """Train the base ViT (with the cached teacher targets when the profile names a teacher)."""
+    profile, root = request.profile, request.artifacts_dir
+    ctx = BuildContext(base_dir=root / BASE_DIR, out_dir=root / BASE_DIR, work_dir=root / WORK_DIR / "base",
+                       label_names=data.label_names, preprocess=loaded.preprocess, threads=request.threads,
+                       options={}, data=data, splits=splits, cache_dir=root / WORK_DIR / "cache")
+    train_data = ctx.train_data()
+    info: dict[str, Any] = {}
+    if profile.teacher is not None:
+        teacher = Teacher(profile.teacher, data, splits, root / WORK_DIR / "teacher", ctx.cache_dir, request.threads)
+        train_data.targets, info["teacher"] = teacher.build(len(train_data.train_labels), data.label_names)
+    started = time.perf_counter()
+    result = train_classifier(loaded.model, train_data, profile.train, ctx.work_dir, {"fingerprint": fingerprint},
+                              device=request.device)
+    info["training"] = {"recipe": loaded.recipe, "weights": loaded.weights, "config": asdict(profile.train),
+                        "device": request.device, "wall_minutes": round((time.perf_counter() - started) / 60, 2),
+                        "distillation": "cached teacher targets" if profile.teacher else "none", **asdict(result)}
     return info
 
 
@@ -166,7 +186,7 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
     ctx = BuildContext(base_dir=root / BASE_DIR, out_dir=out_dir, work_dir=root / WORK_DIR / name,
                        label_names=manifest.data["label_names"], threads=request.threads,
                        options=request.profile.options, cache_dir=root / WORK_DIR / "cache",
-                       seed=request.profile.train.seed, **ctx_args)
+                       seed=request.profile.train.seed, device=request.device, **ctx_args)
     entry: dict[str, Any] = {"name": name, "runtime": spec.runtime, "summary": spec.summary,
                              "lossless": spec.lossless}
     started = time.perf_counter()
@@ -177,7 +197,7 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         entry["build"] = spec.build(ctx)
         entry["runtime"] = entry["build"].pop("runtime", spec.runtime)
         entry["build_seconds"] = round(time.perf_counter() - started, 1)
-        predictor = spec.predictor(out_dir, request.threads)
+        predictor = spec.predictor(out_dir, request.threads, device=request.device)
         predictor.load()
         entry["metrics"], probabilities = evaluate(predictor, test, manifest.data["label_names"])
         write_predictions(root / "eval" / f"{name}.json", test.ids, probabilities)

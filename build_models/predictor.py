@@ -21,9 +21,10 @@ class Predictor(ABC):
     variants with their own preprocessing (the pipelines) override it.
     """
 
-    def __init__(self, artifact_dir: Path, threads: ThreadSettings | None = None) -> None:
+    def __init__(self, artifact_dir: Path, threads: ThreadSettings | None = None, device: str = "cpu") -> None:
         self.artifact_dir = Path(artifact_dir)
         self.threads = threads or ThreadSettings()
+        self.device = device  # torch predictors only; the other runtimes run on the CPU
         self.preprocess_config = PreprocessConfig.from_dir(self.artifact_dir)
         self.loaded = False
 
@@ -57,10 +58,11 @@ class TorchPredictor(Predictor):
 
         self.threads.apply_torch()
         self.model = AutoModelForImageClassification.from_pretrained(str(self.artifact_dir), use_safetensors=True)
-        self.model.eval()
+        self.model.to(self.device).eval()
         self._torch = torch
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():
-            logits = self.model(pixel_values=self._torch.from_numpy(np.ascontiguousarray(batch))).logits
-        return logits.float().numpy()
+            pixels = self._torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+            logits = self.model(pixel_values=pixels).logits
+        return logits.float().cpu().numpy()

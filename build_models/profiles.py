@@ -8,6 +8,7 @@ from typing import Any
 
 from build_models.data import LOCAL_DATASET_HINT, SplitConfig
 from build_models.hub import hub_reachable
+from build_models.teacher import TeacherConfig
 from build_models.training import TrainConfig
 
 HUB_DATASET = "microsoft/cats_vs_dogs"
@@ -26,7 +27,8 @@ class BuildProfile:
     variants: str = "all"
     eval_limit: int | None = None  # evaluate on the first N test images only (slow profiles)
     latency_runs: int = 30  # timed single-image runs per variant in the build's latency table
-    options: dict[str, Any] = field(default_factory=dict)  # per-variant knobs, e.g. {"distill_minutes": 5}
+    options: dict[str, Any] = field(default_factory=dict)  # per-variant knobs, e.g. {"distill_epochs": 5}
+    teacher: TeacherConfig | None = None  # distil the base model from the EfficientNet-Lite0 teacher
 
     def with_overrides(self, **overrides: Any) -> BuildProfile:
         train_keys = {"train_minutes": "minutes", "train_epochs": "epochs"}
@@ -54,12 +56,14 @@ def _profiles() -> dict[str, BuildProfile]:
     return {
         "offline": BuildProfile(
             name="offline",
-            description="From-scratch small ViT on the full local dataset (no hub needed).",
+            description="Small ViT trained from scratch on the full local dataset (no hub needed), distilled "
+                        "from the ImageNet EfficientNet-Lite0 teacher.",
             dataset=local,
             base_model="scratch:small",
-            train=TrainConfig(minutes=28.0, batch_size=64, lr=4e-4, warmup_steps=300, crop_scale_min=0.6,
-                              eval_every_steps=500),
-            options={"distill_minutes": 6.0, "prune_recovery_minutes": 2.0},
+            train=TrainConfig(minutes=None, epochs=12.0, batch_size=64, lr=5e-4, warmup_steps=300,
+                              crop_scale_min=0.35, eval_every_steps=500, feature_weight=1.0),
+            options={"distill_epochs": 2.0, "prune_recovery_epochs": 1.0},
+            teacher=TeacherConfig(resolution=224),
         ),
         "seed": BuildProfile(
             name="seed",
@@ -69,7 +73,7 @@ def _profiles() -> dict[str, BuildProfile]:
             train=TrainConfig(minutes=None, epochs=1.0, batch_size=32, lr=3e-5, warmup_steps=100,
                               weight_decay=0.01, label_smoothing=0.0, crop_scale_min=0.6, color_jitter=0.1,
                               eval_every_steps=200),
-            options={"distill_minutes": 30.0, "prune_recovery_minutes": 5.0},
+            options={"distill_epochs": 5.0, "prune_recovery_epochs": 0.5},
         ),
         "smoke": BuildProfile(
             name="smoke",
@@ -79,8 +83,9 @@ def _profiles() -> dict[str, BuildProfile]:
             split=SplitConfig(limit=400, val_fraction=0.15, test_fraction=0.25),
             latency_runs=3,
             train=TrainConfig(minutes=None, epochs=3.0, batch_size=32, lr=1e-3, warmup_steps=10,
-                              eval_every_steps=10_000),
-            options={"distill_minutes": 0.1, "prune_recovery_minutes": 0.05},
+                              eval_every_steps=10_000, feature_weight=1.0),
+            options={"distill_epochs": 1.0, "prune_recovery_epochs": 1.0},
+            teacher=TeacherConfig(resolution=128, normalisation_check_images=64),
         ),
         "vit-base": BuildProfile(
             name="vit-base",
@@ -89,7 +94,7 @@ def _profiles() -> dict[str, BuildProfile]:
             base_model="scratch:vit-base",
             train=TrainConfig(minutes=None, epochs=0.0, eval_every_steps=10_000),
             eval_limit=100,
-            options={"distill_minutes": 2.0, "prune_recovery_minutes": 0.0, "int8_choice_images": 50},
+            options={"distill_epochs": 0.05, "prune_recovery_epochs": 0.0, "int8_choice_images": 50},
         ),
     }
 

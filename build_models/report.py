@@ -77,16 +77,40 @@ def write_plot(rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def base_model_story(base: dict[str, Any]) -> str:
+    """One honest line on where the base model's weights came from and how it was trained."""
+    training = base.get("training", {})
+    weights = training.get("weights", "random init")
+    if training.get("recipe") == "none":
+        return f"{weights}; not trained ({training.get('reason', 'no budget')})"
+    distilled = f", distilled from the teacher ({training['distillation']})" if base.get("teacher") else ""
+    return (f"{weights}; {training.get('recipe')} for {training.get('epochs', 0):.1f} epochs "
+            f"({training.get('steps')} steps, {training.get('minutes', 0):.1f} min){distilled}, "
+            f"best validation accuracy {training.get('best_val_accuracy', 0):.4f}")
+
+
+def teacher_line(teacher: dict[str, Any] | None) -> str:
+    if not teacher:
+        return ""
+    return (f"- teacher (a build input, not served; a CNN): {teacher['model']}, {teacher['head']}; "
+            f"test F1 {teacher['test_metrics']['f1']:.4f}, zero-shot accuracy by normalisation "
+            f"{json.dumps(teacher['zero_shot_accuracy'])}")
+
+
 def write_report(manifest: Manifest) -> Path:
     rows = report_rows(manifest)
-    f1_applicable = manifest.data.get("base_model", {}).get("training", {}).get("recipe") != "none"
+    base = manifest.data.get("base_model", {})
+    training = base.get("training", {})
+    # F1 means nothing only for a random-init model that was never trained (the vit-base timing profile).
+    f1_applicable = not (training.get("recipe") == "none" and training.get("weights", "random init") == "random init")
     latency = manifest.data.get("latency", {})
     root = manifest.root
     plotted = f1_applicable and write_plot(rows, root / "report.png")
     split = manifest.data.get("dataset", {}).get("split", {})
     lines = [
         f"# vitserve report: profile `{manifest.data.get('profile')}`", "",
-        f"- base model: `{manifest.data.get('base_model', {}).get('source')}`",
+        f"- base model: `{base.get('source')}`: {base_model_story(base)}",
+        teacher_line(base.get("teacher")),
         f"- dataset: `{manifest.data.get('dataset', {}).get('source')}`, test split "
         f"{split.get('test', {}).get('count')} images (sha256 {str(split.get('test', {}).get('sha256'))[:16]}...)",
         f"- latency: {json.dumps(latency.get('config', {}))}, threads {json.dumps(latency.get('threads', {}))}",

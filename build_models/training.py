@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,10 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from build_models.preprocessing import PreprocessConfig
+from build_models.views import color_jitter, random_thetas, warp
+
+if TYPE_CHECKING:
+    from build_models.teacher import DistillTargets
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class TrainConfig:
     color_jitter: float = 0.2
     distill_alpha: float = 0.5  # weight of the KL term when a teacher is given
     distill_temperature: float = 2.0
+    feature_weight: float = 0.0  # token distillation: cosine loss of projected patch tokens to the teacher's map
     eval_every_steps: int = 200
     seed: int = 0
 
@@ -58,29 +63,8 @@ Logits = Callable[[torch.Tensor], torch.Tensor]
 
 def augment(batch: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
     """Per-sample random-resized-crop, horizontal flip and brightness/contrast on NCHW floats."""
-    n = batch.shape[0]
-    area = torch.empty(n).uniform_(config.crop_scale_min, 1.0, generator=generator)
-    log_ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3), generator=generator)
-    ratio = torch.exp(log_ratio)
-    scale_x = torch.sqrt(area * ratio).clamp(max=1.0)
-    scale_y = torch.sqrt(area / ratio).clamp(max=1.0)
-    shift_x = (torch.rand(n, generator=generator) * 2 - 1) * (1 - scale_x)
-    shift_y = (torch.rand(n, generator=generator) * 2 - 1) * (1 - scale_y)
-    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = scale_x * flip
-    theta[:, 0, 2] = shift_x
-    theta[:, 1, 1] = scale_y
-    theta[:, 1, 2] = shift_y
-    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-    out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    if config.color_jitter > 0:
-        jitter = config.color_jitter
-        brightness = torch.empty(n, 1, 1, 1).uniform_(-jitter, jitter, generator=generator)
-        contrast = torch.empty(n, 1, 1, 1).uniform_(1 - jitter, 1 + jitter, generator=generator)
-        mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        out = (out - mean) * contrast + mean + brightness
-    return out
+    return color_jitter(warp(batch, random_thetas(batch.shape[0], config.crop_scale_min, generator)),
+                        config.color_jitter, generator)
 
 
 def to_model_input(pixels_hwc: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
@@ -164,12 +148,47 @@ class TrainData:
     val_pixels: np.ndarray
     val_labels: np.ndarray
     preprocess: PreprocessConfig
-    teacher: Logits | None = None  # distillation: called on each augmented batch, under no_grad
+    teacher: Logits | None = None  # online distillation: called on each augmented batch, under no_grad
+    targets: DistillTargets | None = None  # cached distillation: teacher outputs per (view, train image)
 
 
-def _batch_loss(
-    logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None, config: TrainConfig
-) -> torch.Tensor:
+class _Objective(torch.nn.Module):
+    """The student plus, for token distillation, a linear projection of its patch tokens.
+
+    The projection reads the final (layer-normed) patch tokens of a ``transformers`` ViT; it is
+    trained with the student and discarded afterwards, so the student stays a plain classifier.
+    """
+
+    def __init__(self, model: torch.nn.Module, feature_dim: int | None) -> None:
+        super().__init__()
+        self.model = model
+        self.projection = None
+        self._tokens: list[torch.Tensor] = []
+        self.hooks = []
+        if feature_dim is not None:
+            self.projection = torch.nn.Linear(model.config.hidden_size, feature_dim)
+            self.hooks.append(model.vit.layernorm.register_forward_hook(lambda _m, _i, out: self._tokens.append(out)))
+
+    @property
+    def token_grid(self) -> int:
+        """The ViT's patch grid; teacher maps are sampled on it (7x7 for models without patches)."""
+        config = self.model.config
+        patch = getattr(config, "patch_size", None)
+        return int(config.image_size // patch) if patch else 7
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self._tokens.clear()
+        logits = self.model(pixel_values=x).logits
+        projected = None if self.projection is None else self.projection(self._tokens[-1][:, 1:])
+        return logits, projected
+
+    def remove_hooks(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+
+def _batch_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None,
+                config: TrainConfig) -> torch.Tensor:
     hard = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
     if teacher is None:
         return hard
@@ -179,57 +198,89 @@ def _batch_loss(
     return (1 - config.distill_alpha) * hard + config.distill_alpha * soft * t * t
 
 
+def _feature_loss(projected: torch.Tensor | None, target: torch.Tensor | None) -> torch.Tensor:
+    if projected is None or target is None:
+        return torch.zeros(())
+    return (1 - F.cosine_similarity(projected, target, dim=-1)).mean()
+
+
 def _progress(config: TrainConfig, step: int, steps_per_epoch: int, elapsed_s: float) -> float:
     by_epochs = 0.0 if config.epochs is None else step / max(1.0, config.epochs * steps_per_epoch)
     by_time = 0.0 if config.minutes is None else elapsed_s / (config.minutes * 60)
     return max(by_epochs, by_time)
 
 
-def _val_accuracy(model: torch.nn.Module, data: TrainData) -> float:
+def _val_accuracy(model: torch.nn.Module, data: TrainData, device: str = "cpu") -> float:
     model.eval()
-    logits = predict_logits(lambda x: model(pixel_values=x).logits, data.val_pixels, data.preprocess)
+    logits = predict_logits(lambda x: model(pixel_values=x.to(device)).logits.cpu(), data.val_pixels,
+                            data.preprocess)
     model.train()
     return float((logits.argmax(-1) == data.val_labels).mean())
 
 
-def train_classifier(
-    model: torch.nn.Module, data: TrainData, config: TrainConfig, work_dir: Path, extra_fingerprint: dict[str, Any]
-) -> TrainResult:
-    """Train ``model`` in place; on return it holds the best-on-validation weights."""
-    if config.minutes is None and config.epochs is None:
-        raise ValueError("a training budget needs minutes or epochs")
-    torch.manual_seed(config.seed)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
-    optimizer = torch.optim.AdamW(
+def _optimizer(objective: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    named = list(objective.named_parameters())
+    decay = [p for n, p in named if p.ndim >= 2 and "position" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "position" not in n)]
+    return torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr, betas=(0.9, 0.999),
     )
+
+
+def _student_batch(data: TrainData, config: TrainConfig, step: int, steps_per_epoch: int, grid: int,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Inputs, labels, teacher logits and teacher token targets of one step; seeded by the step (resumable)."""
+    epoch, offset = divmod(step, steps_per_epoch)
+    order = np.random.default_rng([config.seed, epoch]).permutation(len(data.train_labels))
+    rows = order[offset * config.batch_size : (offset + 1) * config.batch_size]
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    x = to_model_input(data.train_pixels[rows], data.preprocess)
+    labels = torch.from_numpy(data.train_labels[rows]).to(device)
+    thetas = random_thetas(len(rows), config.crop_scale_min, generator)
+    x = color_jitter(warp(x, thetas), config.color_jitter, generator).to(device)
+    teacher_logits = teacher_tokens = None
+    if data.targets is not None:
+        teacher_logits, teacher_tokens = data.targets.for_crops(rows, thetas, grid)
+        teacher_logits, teacher_tokens = teacher_logits.to(device), teacher_tokens.to(device)
+    elif data.teacher is not None:
+        with torch.no_grad():
+            teacher_logits = data.teacher(x).float()
+    return x, labels, teacher_logits, teacher_tokens
+
+
+def train_classifier(
+    model: torch.nn.Module, data: TrainData, config: TrainConfig, work_dir: Path, extra_fingerprint: dict[str, Any],
+    device: str = "cpu",
+) -> TrainResult:
+    """Train ``model`` in place; on return it holds the best-on-validation weights (on the CPU)."""
+    if config.minutes is None and config.epochs is None:
+        raise ValueError("a training budget needs minutes or epochs")
+    torch.manual_seed(config.seed)
+    feature_dim = None
+    if data.targets is not None and config.feature_weight > 0:
+        feature_dim = data.targets.channels
+    objective = _Objective(model, feature_dim).to(device)
+    optimizer = _optimizer(objective, config)
     checkpoint = _Checkpoint(work_dir, fingerprint(config, extra_fingerprint))
-    state = checkpoint.load(model, optimizer) or {"step": 0, "elapsed_s": 0.0, "best": -1.0, "history": []}
+    state = checkpoint.load(objective, optimizer) or {"step": 0, "elapsed_s": 0.0, "best": -1.0, "history": []}
     steps_per_epoch = max(1, len(data.train_labels) // config.batch_size)
     bar = tqdm(desc="train", unit="step", initial=state["step"], dynamic_ncols=True, mininterval=2.0)
-    model.train()
+    objective.train()
     started = time.perf_counter() - state["elapsed_s"]
     step, loss_ema = state["step"], None
     while _progress(config, step, steps_per_epoch, time.perf_counter() - started) < 1.0:
-        epoch, offset = divmod(step, steps_per_epoch)
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(data.train_labels))
-        rows = order[offset * config.batch_size : (offset + 1) * config.batch_size]
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # resumable
-        x = augment(to_model_input(data.train_pixels[rows], data.preprocess), config, generator)
-        labels = torch.from_numpy(data.train_labels[rows])
-        teacher = None
-        if data.teacher is not None:
-            with torch.no_grad():
-                teacher = data.teacher(x).float()
+        x, labels, teacher_logits, teacher_tokens = _student_batch(
+            data, config, step, steps_per_epoch, objective.token_grid, torch.device(device))
         progress = _progress(config, step, steps_per_epoch, time.perf_counter() - started)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step, progress)
-        loss = _batch_loss(model(pixel_values=x).logits, labels, teacher, config)
+        logits, projected = objective(x)
+        loss = _batch_loss(logits, labels, teacher_logits, config)
+        loss = loss + config.feature_weight * _feature_loss(projected, teacher_tokens)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
         optimizer.step()
         step += 1
         loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
@@ -238,21 +289,28 @@ def train_classifier(
                         refresh=False)
         done = _progress(config, step, steps_per_epoch, time.perf_counter() - started) >= 1.0
         if step % config.eval_every_steps == 0 or done:
-            accuracy = _val_accuracy(model, data)
-            elapsed = time.perf_counter() - started
-            state["history"].append({"step": step, "minutes": elapsed / 60, "val_accuracy": accuracy, "loss": loss_ema})
-            bar.write(f"step {step} ({elapsed / 60:.1f} min, epoch {step / steps_per_epoch:.2f}): "
-                      f"loss {loss_ema:.4f} val_acc {accuracy:.4f}")
-            if accuracy > state["best"]:
-                state["best"] = accuracy
-                checkpoint.save_best(model)
-            state.update(step=step, elapsed_s=elapsed)
-            checkpoint.save(model, optimizer, state)
+            _evaluate_and_save(objective, data, state, step, steps_per_epoch, loss_ema or 0.0,
+                               time.perf_counter() - started, checkpoint, optimizer, bar, device)
     bar.close()
-    checkpoint.load_best(model)
-    model.eval()
+    checkpoint.load_best(objective)
+    objective.remove_hooks()
+    model.to("cpu").eval()
     return TrainResult(
         best_val_accuracy=state["best"], steps=step, epochs=step / steps_per_epoch,
         minutes=(time.perf_counter() - started) / 60, history=state["history"],
     )
 
+
+def _evaluate_and_save(objective: _Objective, data: TrainData, state: dict[str, Any], step: int,
+                       steps_per_epoch: int, loss: float, elapsed: float, checkpoint: _Checkpoint,
+                       optimizer: torch.optim.Optimizer, bar: tqdm, device: str) -> None:
+    accuracy = _val_accuracy(objective.model, data, device)
+    state["history"].append({"step": step, "epoch": round(step / steps_per_epoch, 3), "minutes": elapsed / 60,
+                             "val_accuracy": accuracy, "loss": loss})
+    bar.write(f"step {step} ({elapsed / 60:.1f} min, epoch {step / steps_per_epoch:.2f}): "
+              f"loss {loss:.4f} val_acc {accuracy:.4f}")
+    if accuracy > state["best"]:
+        state["best"] = accuracy
+        checkpoint.save_best(objective)
+    state.update(step=step, elapsed_s=elapsed)
+    checkpoint.save(objective, optimizer, state)

@@ -1,5 +1,8 @@
-"""Training resumes exactly where it was interrupted."""
+"""Training is reproducible and resumes exactly where it was interrupted, with and without a teacher."""
 
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 from transformers import ViTConfig, ViTForImageClassification
@@ -9,6 +12,7 @@ from build_models.base_model import SCRATCH_PRESETS, label_maps
 from build_models.context import BuildContext
 from build_models.data import SplitConfig, make_splits
 from build_models.preprocessing import PreprocessConfig
+from build_models.teacher import DistillTargets
 from build_models.threads import ThreadSettings
 from build_models.training import TrainConfig, train_classifier
 
@@ -31,9 +35,19 @@ def _model():
 CONFIG = TrainConfig(minutes=None, epochs=3.0, batch_size=16, lr=1e-3, warmup_steps=3, eval_every_steps=5)
 
 
-def test_interrupted_training_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch):
+def _synthetic_targets(count: int) -> DistillTargets:
+    """Teacher maps with a fixed seed: the plumbing of token distillation, not its quality."""
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(count, 8, 3, 3)).astype(np.float16)
+    return DistillTargets(maps, torch.randn(2, 8), torch.zeros(2), torch.zeros(8), torch.ones(8))
+
+
+@pytest.mark.parametrize("distilled", [False, True], ids=["plain", "token-distillation"])
+def test_interrupted_training_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch, distilled):
+    config = dataclasses.replace(CONFIG, feature_weight=1.0 if distilled else 0.0)
+    data = dataclasses.replace(tiny_data, targets=_synthetic_targets(len(tiny_data.train_labels)) if distilled else None)
     straight = _model()
-    result = train_classifier(straight, tiny_data, CONFIG, tmp_path / "straight", {})
+    result = train_classifier(straight, data, config, tmp_path / "straight", {})
     assert result.steps == 30 and len(result.history) == 6
 
     real_loss, calls = training._batch_loss, {"n": 0}
@@ -46,14 +60,18 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_data, tmp_path, m
 
     monkeypatch.setattr(training, "_batch_loss", interrupting_loss)
     with pytest.raises(KeyboardInterrupt):
-        train_classifier(_model(), tiny_data, CONFIG, tmp_path / "resumed", {})
+        train_classifier(_model(), data, config, tmp_path / "resumed", {})
     monkeypatch.setattr(training, "_batch_loss", real_loss)
     resumed = _model()
-    result_resumed = train_classifier(resumed, tiny_data, CONFIG, tmp_path / "resumed", {})
+    result_resumed = train_classifier(resumed, data, config, tmp_path / "resumed", {})
     assert result_resumed.steps == 30
     assert result_resumed.best_val_accuracy == result.best_val_accuracy
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=name)
+    again = _model()
+    train_classifier(again, data, config, tmp_path / "again", {})  # a fresh run: the same model, bit for bit
+    for (name, a), b in zip(straight.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
 
 def test_learning_rate_warms_up_then_decays():

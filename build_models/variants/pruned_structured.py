@@ -66,7 +66,7 @@ def prune_mlp_neurons(model: Any, amount: float) -> int:
 def build(ctx: BuildContext) -> dict[str, Any]:
     from transformers import AutoModelForImageClassification
 
-    teacher = AutoModelForImageClassification.from_pretrained(str(ctx.base_dir)).eval()
+    teacher = AutoModelForImageClassification.from_pretrained(str(ctx.base_dir)).to(ctx.device).eval()
     model = AutoModelForImageClassification.from_pretrained(str(ctx.base_dir))
     heads_before = sum(layer.attention.attention.num_attention_heads for layer in model.vit.encoder.layer)
     pruned = prune_heads(model, AMOUNT)
@@ -74,15 +74,17 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     facts: dict[str, Any] = {"heads_removed": {str(k): v for k, v in pruned.items()}, "heads_before": heads_before,
                              "mlp_width": width, "parameters": sum(p.numel() for p in model.parameters())}
     facts["parameters_removed_fraction"] = 1 - facts["parameters"] / ctx.base_parameter_count
-    minutes = float(ctx.options.get("prune_recovery_minutes", 0.0))
-    if minutes > 0:
+    epochs = float(ctx.options.get("prune_recovery_epochs", 0.0))
+    if epochs > 0:
         ctx.threads.apply_torch()
         data = ctx.train_data()
         data.teacher = lambda x: teacher(pixel_values=x).logits
-        recipe = TrainConfig(minutes=minutes, batch_size=64, lr=1e-4, warmup_steps=20, label_smoothing=0.0,
+        recipe = TrainConfig(minutes=None, epochs=epochs, batch_size=64, lr=1e-4, warmup_steps=20, label_smoothing=0.0,
                              eval_every_steps=100, distill_alpha=0.7, seed=ctx.seed)
-        result = train_classifier(model, data, recipe, ctx.work_dir, {"variant": "pruned-structured"})
-        facts["recovery"] = {"minutes": minutes, "steps": result.steps, "val_accuracy": result.best_val_accuracy}
+        result = train_classifier(model, data, recipe, ctx.work_dir, {"variant": "pruned-structured"},
+                                  device=ctx.device)
+        facts["recovery"] = {"epochs": epochs, "steps": result.steps, "minutes": round(result.minutes, 2),
+                             "val_accuracy": result.best_val_accuracy}
     model.save_pretrained(str(ctx.out_dir), safe_serialization=True)
     ctx.preprocess.save(ctx.out_dir)
     return facts

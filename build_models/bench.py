@@ -19,21 +19,32 @@ from build_models.predictor import Predictor
 from build_models.preprocessing import decode_image
 
 MODES = ("model", "end_to_end")
+MODE_CHOICES = (*MODES, "both")
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    runs: int = 30
+    runs: int = 30  # timed calls per variant and mode, spread over ``rounds``
     warmup: int = 5
     batch_size: int = 1
-    mode: str = "model"
+    mode: str = "both"  # "model", "end_to_end" or "both"
+    rounds: int = 5  # interleaved rounds: every variant is timed in each, so drift hits all alike
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        if self.mode not in MODE_CHOICES:
+            raise ValueError(f"mode must be one of {MODE_CHOICES}")
+        return MODES if self.mode == "both" else (self.mode,)
 
 
 @dataclass
 class LatencyStats:
     mean_ms: float
     std_ms: float
+    p10_ms: float
+    p25_ms: float
     p50_ms: float
+    p75_ms: float
     p90_ms: float
     p99_ms: float
     throughput_ips: float
@@ -46,11 +57,11 @@ class LatencyStats:
 
 def summarize(durations_s: Sequence[float], batch_size: int) -> LatencyStats:
     ms = np.asarray(durations_s) * 1000.0
+    p10, p25, p50, p75, p90, p99 = (float(v) for v in np.percentile(ms, [10, 25, 50, 75, 90, 99]))
     return LatencyStats(
         mean_ms=float(ms.mean()), std_ms=float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
-        p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)), throughput_ips=float(batch_size * 1000.0 / ms.mean()),
-        runs=len(ms), batch_size=batch_size,
+        p10_ms=p10, p25_ms=p25, p50_ms=p50, p75_ms=p75, p90_ms=p90, p99_ms=p99,
+        throughput_ips=float(batch_size * 1000.0 / p50), runs=len(ms), batch_size=batch_size,
     )
 
 
@@ -75,42 +86,65 @@ def reference_jpeg(image: Image.Image | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def benchmark_predictor(predictor: Predictor, config: BenchConfig, jpeg: bytes) -> LatencyStats:
-    """Time one loaded predictor: forward only ('model') or decode + preprocess + forward."""
-    if config.mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}")
-    if config.mode == "model":
-        image = decode_image(jpeg)
-        batch = predictor.preprocess([image] * config.batch_size)
+def timed_call(predictor: Predictor, mode: str, batch_size: int, jpeg: bytes) -> Callable[[], object]:
+    """'model': forward on a fixed preprocessed batch. 'end_to_end': JPEG bytes to probabilities
+    through the variant's own path (for the pipeline variants, the pipeline call itself)."""
+    if mode == "model":
+        batch = predictor.preprocess([decode_image(jpeg)] * batch_size)
+        return lambda: predictor.forward(batch)
+    if mode == "end_to_end":
+        return lambda: predictor.predict_images([decode_image(jpeg) for _ in range(batch_size)])
+    raise ValueError(f"mode must be one of {MODES}")
 
-        def call() -> object:
-            return predictor.forward(batch)
-    else:
-        def call() -> object:
-            return predictor.predict_images([decode_image(jpeg) for _ in range(config.batch_size)])
-    return summarize(time_calls(call, config.runs, config.warmup), config.batch_size)
+
+def benchmark_predictor(predictor: Predictor, config: BenchConfig, jpeg: bytes) -> dict[str, Any]:
+    """One predictor, every mode of ``config``: {mode: stats}."""
+    return benchmark_many({"_": predictor}, config, jpeg)["_"]
+
+
+def _overlaps(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """True when the interquartile ranges overlap: the difference is within this run's noise."""
+    return bool(a["p25_ms"] <= b["p75_ms"] and b["p25_ms"] <= a["p75_ms"])
 
 
 def benchmark_many(
     predictors: dict[str, Predictor], config: BenchConfig, jpeg: bytes,
     guard: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Every predictor measured in the same run; speedups relative to `plain` when it is there.
+    """Every predictor and mode timed in interleaved rounds of one run; medians, spreads, ratios to plain.
 
-    ``guard(name)`` is held while one variant is timed (the service passes its per-variant lock,
-    so /predict traffic waits at most for one variant's measurement).
+    ``guard(name)`` is held while one variant is timed within a round (the service passes that
+    variant's lock, so /predict traffic waits at most for one variant's slice of a round).
     """
-    results = {}
-    for name, predictor in predictors.items():
-        with (guard(name) if guard else contextlib.nullcontext()):
-            results[name] = benchmark_predictor(predictor, config, jpeg).as_dict()
-    baseline = results.get("plain", {}).get("mean_ms")
-    for stats in results.values():
-        stats["speedup_vs_plain"] = round(baseline / stats["mean_ms"], 3) if baseline else None
+    calls = {(name, mode): timed_call(p, mode, config.batch_size, jpeg)
+             for name, p in predictors.items() for mode in config.modes}
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in calls}
+    rounds = max(1, min(config.rounds, config.runs))
+    for round_index in range(rounds):
+        runs = config.runs // rounds + (1 if round_index < config.runs % rounds else 0)
+        for name in predictors:
+            with (guard(name) if guard else contextlib.nullcontext()):
+                for mode in config.modes:
+                    warmup = config.warmup if round_index == 0 else 0
+                    samples[name, mode] += time_calls(calls[name, mode], runs, warmup)
+    results: dict[str, dict[str, Any]] = {
+        name: {mode: summarize(samples[name, mode], config.batch_size).as_dict() for mode in config.modes}
+        for name in predictors
+    }
+    plain = results.get("plain")
+    for row in results.values():
+        for mode in config.modes:
+            stats = row[mode]
+            stats["speedup_vs_plain"] = round(plain[mode]["p50_ms"] / stats["p50_ms"], 3) if plain else None
+            stats["overlaps_plain"] = _overlaps(stats, plain[mode]) if plain else None
+        if set(MODES) <= set(row):
+            row["service_overhead_ms"] = round(row["end_to_end"]["p50_ms"] - row["model"]["p50_ms"], 3)
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
+    from build_models.cli import configure_logging
+    from build_models.hardware import machine_record
     from build_models.loading import load_predictors
     from build_models.manifest import Manifest
     from build_models.registry import resolve_selection
@@ -121,28 +155,36 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Measure every built variant side by side and rewrite the report.")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--variants", default="all")
-    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--runs", type=int, default=30, help="timed calls per variant and mode")
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds the runs are spread over")
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--mode", choices=MODES, default="model")
+    p.add_argument("--mode", choices=MODE_CHOICES, default="both")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-floor", action="store_true", help="skip the peak-matmul fp32 floor measurement")
     args = p.parse_args(argv)
+    configure_logging()
     manifest = Manifest.load(args.artifacts)
     threads = ThreadSettings(torch_intra_op=args.threads, ort_intra_op=args.threads,
                              openvino_threads=args.threads, tf_intra_op=args.threads)
     names = [n for n in resolve_selection(args.variants) if manifest.variants.get(n, {}).get("status") == "ok"]
-    config = BenchConfig(runs=args.runs, warmup=args.warmup, batch_size=args.batch_size, mode=args.mode)
-    results = benchmark_many(load_predictors(manifest, names, threads), config, reference_jpeg())
-    for name, stats in results.items():
-        print(f"{name:24s} {stats['mean_ms']:9.2f} ± {stats['std_ms']:7.2f} ms  p50 {stats['p50_ms']:8.2f}  "
-              f"p99 {stats['p99_ms']:8.2f}  {stats['throughput_ips']:8.1f} img/s  x{stats['speedup_vs_plain']}")
-    manifest.data["latency"] = {"config": asdict(config), "threads": threads.as_dict(), "results": results}
+    config = BenchConfig(runs=args.runs, warmup=args.warmup, batch_size=args.batch_size, mode=args.mode,
+                         rounds=args.rounds)
+    predictors = load_predictors(manifest, names, threads)
+    results = benchmark_many(predictors, config, reference_jpeg())
+    for name, row in results.items():
+        for mode in config.modes:
+            stats = row[mode]
+            flag = "  (within plain's spread)" if stats["overlaps_plain"] and name != "plain" else ""
+            print(f"{name:24s} {mode:10s} p50 {stats['p50_ms']:9.2f} ms  IQR {stats['p25_ms']:.2f}-"
+                  f"{stats['p75_ms']:.2f}  p99 {stats['p99_ms']:8.2f}  x{stats['speedup_vs_plain']}{flag}")
+    manifest.data["latency"] = {"config": asdict(config), "results": results,
+                                "machine": machine_record(threads, predictors)}
     if not args.no_floor:
         from build_models.flops import fp32_floor
 
         floor = fp32_floor(args.artifacts / "base", threads=args.threads)
-        plain = results.get("plain", {}).get("mean_ms")
+        plain = results.get("plain", {}).get("model", {}).get("p50_ms")
         floor["plain_vs_floor"] = round(plain / floor["floor_ms"], 3) if plain else None
         manifest.data["latency"]["fp32_floor"] = floor
         print(f"fp32 floor: {floor['gflop_per_image']} GFLOP / {floor['peak_gflops']} GFLOP/s peak = "

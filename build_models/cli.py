@@ -33,7 +33,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--student-base", help="starting weights of distilled-resnet18: hub id or local folder")
     p.add_argument("--force", action="store_true", help="rebuild variants that are already built")
     p.add_argument("--list", action="store_true", help="list the registered variants and exit")
+    p.add_argument("--verbose", action="store_true", help="let third-party libraries log at INFO too")
     return p
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """The build's own progress at INFO; third-party loggers (ONNX Runtime's quantizer logs hundreds of
+    INFO lines on the root logger) at WARNING unless ``verbose``."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("build_models").setLevel(logging.INFO)
 
 
 def resolve_device(choice: str) -> str:
@@ -48,7 +57,7 @@ def resolve_device(choice: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     if args.list:
         for name in list_variants():
             print(name)

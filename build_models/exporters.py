@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from build_models.preprocessing import PREPROCESSOR_FILE
 
@@ -49,3 +50,11 @@ def ort_session_options(intra_op: int, inter_op: int):  # type: ignore[no-untype
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return options
+
+
+def ort_applied_settings(session: Any) -> dict[str, Any]:
+    """An InferenceSession's thread settings as the session reports them (0 would mean ORT's default)."""
+    options = session.get_session_options()
+    return {"ort_intra_op": options.intra_op_num_threads, "ort_inter_op": options.inter_op_num_threads,
+            "ort_execution_mode": str(options.execution_mode).rsplit(".", 1)[-1],
+            "ort_providers": session.get_providers()}

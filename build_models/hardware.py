@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import os
 import platform
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from build_models.predictor import Predictor
+    from build_models.threads import ThreadSettings
+
+PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "optimum-intel", "onnx", "onnxruntime",
+            "openvino", "nncf", "tensorflow-cpu", "tf-keras", "tensorflow-model-optimization", "datasets", "numpy")
 # Flags (as /proc/cpuinfo and lscpu spell them) that change which int8 / bf16 kernels a runtime can use.
 RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
                   "amx_int8", "amx_bf16")
@@ -45,3 +52,19 @@ def cpu_facts() -> dict[str, Any]:
     return {"model": info.get("model name", platform.processor() or "unknown"), "machine": platform.machine(),
             "usable_cores": usable_cores(), "logical_cpus": os.cpu_count(), "flags": present,
             "int8_class": int8_class, "bf16_native": "avx512_bf16" in flags or "amx_bf16" in flags}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def machine_record(threads: ThreadSettings, predictors: dict[str, Predictor]) -> dict[str, Any]:
+    """What a latency table was measured on: the CPU, library versions, requested and applied settings."""
+    return {"cpu": cpu_facts(), "packages": package_versions(), "threads_requested": threads.as_dict(),
+            "applied": {name: predictor.applied_settings() for name, predictor in predictors.items()}}

@@ -5,12 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import platform
 import shutil
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,9 @@ from build_models.data import (
     split_record,
     write_split_ids,
 )
-from build_models.evaluate import TestImages, evaluate, write_predictions
+from build_models.errors import BuildError
+from build_models.evaluate import TestImages, evaluate, read_predictions, write_predictions
+from build_models.hardware import cpu_facts, machine_record, package_versions
 from build_models.manifest import SCHEMA_VERSION, Manifest, describe_files
 from build_models.preprocessing import PreprocessConfig
 from build_models.profiles import BuildProfile
@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 
 BASE_DIR = "base"
 WORK_DIR = ".work"
-PACKAGES = ("torch", "transformers", "optimum", "optimum-onnx", "optimum-intel", "onnx", "onnxruntime",
-            "openvino", "nncf", "tensorflow-cpu", "tf-keras", "tensorflow-model-optimization", "datasets", "numpy")
-
-
 @dataclass(frozen=True)
 class BuildRequest:
     profile: BuildProfile
@@ -51,16 +47,6 @@ class BuildRequest:
     force: bool = False
     threads: ThreadSettings = ThreadSettings()
     device: str = "cpu"  # torch device for training and the torch predictors' build-time evaluation
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def run_build(request: BuildRequest) -> Manifest:
@@ -77,7 +63,7 @@ def run_build(request: BuildRequest) -> Manifest:
     manifest.data.update(
         schema_version=SCHEMA_VERSION, profile=profile.name, label_names=data.label_names,
         dataset={"source": profile.dataset, "split": split_info, "split_ids_file": "split.json"},
-        packages=package_versions(),
+        packages=package_versions(), machine=cpu_facts(),
     )
     base_info = ensure_base_model(request, data, splits)
     if manifest.data.get("base_model", {}).get("fingerprint") != base_info["fingerprint"]:
@@ -107,7 +93,8 @@ def measure_latency(request: BuildRequest, manifest: Manifest, test: TestImages)
     log.info("measuring latency of %d variants (%d runs each)", len(names), config.runs)
     predictors = load_predictors(manifest, names, request.threads)
     results = benchmark_many(predictors, config, reference_jpeg(test.images[0]))
-    manifest.data["latency"] = {"config": asdict(config), "threads": request.threads.as_dict(), "results": results}
+    manifest.data["latency"] = {"config": asdict(config), "results": results,
+                                "machine": machine_record(request.threads, predictors)}
 
 
 def _fingerprint(payload: dict[str, Any]) -> str:
@@ -168,6 +155,19 @@ def split_hash_of(data: LabelledImages, splits: Splits) -> str:
     return "/".join(split_hash(data.ids, rows)[:16] for rows in splits.as_dict().values())
 
 
+def lossless_check(root: Path, probabilities: Any) -> dict[str, Any]:
+    """Same labels as plain and the largest probability difference, over the whole evaluated test split."""
+    import numpy as np
+
+    plain_file = root / "eval" / "plain.json"
+    if not plain_file.exists():
+        raise BuildError("a lossless variant is checked against plain: build plain first")
+    _, plain = read_predictions(plain_file)
+    same = int((plain.argmax(-1) == probabilities.argmax(-1)).sum())
+    return {"images": len(plain), "labels_equal": f"{same}/{len(plain)}",
+            "max_probability_difference": float(np.abs(plain - probabilities).max())}
+
+
 def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestImages, ctx_args: dict[str, Any]) -> None:
     """Build, load and evaluate one variant; a failure is recorded and does not stop the others."""
     spec, root = get_variant(name), request.artifacts_dir
@@ -202,6 +202,8 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         entry["metrics"], probabilities = evaluate(predictor, test, manifest.data["label_names"])
         write_predictions(root / "eval" / f"{name}.json", test.ids, probabilities)
         entry["predictions_file"] = f"eval/{name}.json"
+        if spec.lossless and name != "plain":
+            entry["lossless_check"] = lossless_check(root, probabilities)
         entry["files"] = describe_files(root, out_dir)
         entry["size_mb"] = round(sum(f["bytes"] for f in entry["files"]) / 1e6, 3)
         entry["status"] = "ok"

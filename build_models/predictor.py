@@ -5,12 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from build_models.preprocessing import PreprocessConfig, preprocess, softmax
-from build_models.threads import ThreadSettings
+from build_models.threads import ThreadSettings, torch_applied_settings
 
 
 class Predictor(ABC):
@@ -41,6 +42,10 @@ class Predictor(ABC):
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """NCHW float32 -> logits [N, num_labels]."""
 
+    def applied_settings(self) -> dict[str, Any]:
+        """The runtime's settings as read back from the runtime after ``load()`` (not as requested)."""
+        return {}
+
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
         return preprocess(images, self.preprocess_config)
 
@@ -60,6 +65,9 @@ class TorchPredictor(Predictor):
         self.model = AutoModelForImageClassification.from_pretrained(str(self.artifact_dir), use_safetensors=True)
         self.model.to(self.device).eval()
         self._torch = torch
+
+    def applied_settings(self) -> dict[str, Any]:
+        return torch_applied_settings(self.device)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():

@@ -1,16 +1,29 @@
-"""artifacts/report.md, report.json and report.png from the manifest and its latency run."""
+"""artifacts/report.md, report.json and report.png from the manifest and its latency run.
+
+Every figure here is read from the manifest, which the build and ``python -m build_models.bench``
+write; nothing is typed. The README's tables are rendered from report.json by
+``build_models.readme`` with the same functions.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from build_models.manifest import Manifest
+from build_models.plot import write_plot
 from build_models.registry import list_variants
+from build_models.seed_study import seed_comparison_table
 
-COLUMNS = ("Method", "Model Size (MB)", "F1", "Inference Time (1 sample)", "Parameters", "Sparsity",
-           "Speedup vs plain", "Runtime")
+COLUMNS = ("Method", "Model Size (MB)", "F1", "Model p50 (IQR) ms", "End-to-end p50 (IQR) ms",
+           "Service overhead ms", "Speedup vs plain (model / e2e)", "Parameters", "Sparsity", "Runtime")
+
+
+def _latency(stats: dict[str, Any] | None) -> dict[str, Any]:
+    if not stats:
+        return {}
+    return {key: stats.get(key) for key in ("p50_ms", "p25_ms", "p75_ms", "mean_ms", "std_ms", "speedup_vs_plain",
+                                            "overlaps_plain")}
 
 
 def report_rows(manifest: Manifest) -> list[dict[str, Any]]:
@@ -19,14 +32,15 @@ def report_rows(manifest: Manifest) -> list[dict[str, Any]]:
     rows = []
     for name, entry in sorted(manifest.variants.items(), key=lambda kv: order.get(kv[0], 999)):
         build = entry.get("build", {})
-        stats = latency.get(name, {})
+        measured = latency.get(name, {})
         rows.append({
             "variant": name, "runtime": entry.get("runtime"), "status": entry.get("status"),
             "size_mb": entry.get("size_mb"), "size_note": build.get("size_note"),
             "f1": entry.get("metrics", {}).get("f1"), "accuracy": entry.get("metrics", {}).get("accuracy"),
-            "latency_mean_ms": stats.get("mean_ms"), "latency_std_ms": stats.get("std_ms"),
-            "speedup_vs_plain": stats.get("speedup_vs_plain"), "parameters": build.get("parameters"),
-            "sparsity": build.get("sparsity"), "error": entry.get("error"),
+            "model": _latency(measured.get("model")), "end_to_end": _latency(measured.get("end_to_end")),
+            "service_overhead_ms": measured.get("service_overhead_ms"),
+            "parameters": build.get("parameters"), "sparsity": build.get("sparsity"),
+            "lossless_check": entry.get("lossless_check"), "error": entry.get("error"),
         })
     return rows
 
@@ -35,46 +49,58 @@ def _fmt(value: Any, spec: str, missing: str = "n/a") -> str:
     return missing if value is None else format(value, spec)
 
 
+def _latency_cell(stats: dict[str, Any], is_plain: bool) -> str:
+    if not stats.get("p50_ms"):
+        return "not measured"
+    cell = f"{stats['p50_ms']:.2f} ({stats['p25_ms']:.2f}-{stats['p75_ms']:.2f})"
+    return cell + (" ≈" if stats.get("overlaps_plain") and not is_plain else "")
+
+
+def _speedup_cell(row: dict[str, Any]) -> str:
+    parts = [_fmt(row[mode].get("speedup_vs_plain"), ".2f") + "x" if row[mode].get("speedup_vs_plain") else "-"
+             for mode in ("model", "end_to_end")]
+    return " / ".join(parts)
+
+
 def markdown_table(rows: list[dict[str, Any]], f1_applicable: bool = True) -> str:
+    """The study table. ≈ marks a latency whose interquartile range overlaps plain's (within noise)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         if row["status"] != "ok":
             lines.append(f"| {row['variant']} | failed: {row['error']} |" + " |" * (len(COLUMNS) - 2))
             continue
-        latency = (f"{row['latency_mean_ms']:.1f} ± {row['latency_std_ms']:.1f} ms"
-                   if row["latency_mean_ms"] is not None else "not measured")
+        plain = row["variant"] == "plain"
         size = _fmt(row["size_mb"], ".2f") + (f" ({row['size_note']})" if row["size_note"] else "")
         cells = [row["variant"], size, _fmt(row["f1"], ".4f") if f1_applicable else "n/a (random init)",
-                 latency, _fmt(row["parameters"], ",d"), _fmt(row["sparsity"], ".1%", "-"),
-                 _fmt(row["speedup_vs_plain"], ".2f") + "x" if row["speedup_vs_plain"] else "-",
-                 row["runtime"]]
+                 _latency_cell(row["model"], plain), _latency_cell(row["end_to_end"], plain),
+                 _fmt(row["service_overhead_ms"], ".2f"), _speedup_cell(row), _fmt(row["parameters"], ",d"),
+                 _fmt(row["sparsity"], ".1%", "-"), row["runtime"]]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
-def write_plot(rows: list[dict[str, Any]], path: Path) -> bool:
-    points = [r for r in rows if r["status"] == "ok" and r["latency_mean_ms"] and r["f1"] is not None]
-    if not points:
-        return False
-    import matplotlib
+def lossless_table(rows: list[dict[str, Any]]) -> str:
+    checked = [r for r in rows if r.get("lossless_check")]
+    if not checked:
+        return ""
+    lines = ["| variant | test images | same label as plain | max probability difference |", "|---|---|---|---|"]
+    for row in checked:
+        check = row["lossless_check"]
+        lines.append(f"| {row['variant']} | {check['images']} | {check['labels_equal']} | "
+                     f"{check['max_probability_difference']:.2e} |")
+    return "\n".join(lines)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    largest = max(r["size_mb"] or 1 for r in points)
-    for r in points:
-        ax.scatter(r["latency_mean_ms"], r["f1"], s=40 + 800 * (r["size_mb"] or 0) / largest, alpha=0.6)
-        ax.annotate(r["variant"], (r["latency_mean_ms"], r["f1"]), fontsize=8, xytext=(4, 4),
-                    textcoords="offset points")
-    ax.set_xlabel("latency, 1 image (ms, mean)")
-    ax.set_ylabel("F1 on the test split")
-    ax.set_title("Latency vs F1 (marker area = model size on disk)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+def machine_lines(machine: dict[str, Any]) -> list[str]:
+    if not machine:
+        return []
+    cpu = machine.get("cpu", {})
+    packages = ", ".join(f"{k} {v}" for k, v in machine.get("packages", {}).items())
+    applied = "; ".join(f"{name}: {json.dumps(settings)}" for name, settings in machine.get("applied", {}).items())
+    return [f"- machine: {cpu.get('model')}, {cpu.get('usable_cores')} usable cores, flags "
+            f"{' '.join(cpu.get('flags', []))} ({cpu.get('int8_class')})",
+            f"- packages: {packages}", f"- thread settings requested: {json.dumps(machine.get('threads_requested'))}",
+            f"- applied, as read back from each runtime: {applied}"]
 
 
 def base_model_story(base: dict[str, Any]) -> str:
@@ -93,32 +119,46 @@ def teacher_line(teacher: dict[str, Any] | None) -> str:
     if not teacher:
         return ""
     return (f"- teacher (a build input, not served; a CNN): {teacher['model']}, {teacher['head']}; "
-            f"test F1 {teacher['test_metrics']['f1']:.4f}, zero-shot accuracy by normalisation "
-            f"{json.dumps(teacher['zero_shot_accuracy'])}")
+            f"test F1 {teacher['test_metrics']['f1']:.4f} (accuracy {teacher['test_metrics']['accuracy']:.4f}), "
+            f"zero-shot accuracy by input normalisation {json.dumps(teacher['zero_shot_accuracy'])}, "
+            f"{teacher['minutes']:.1f} min")
 
 
-def write_report(manifest: Manifest) -> Path:
+def f1_is_meaningful(manifest: Manifest) -> bool:
+    """False only for a random-init model that was never trained (the vit-base timing profile)."""
+    training = manifest.data.get("base_model", {}).get("training", {})
+    return not (training.get("recipe") == "none" and training.get("weights", "random init") == "random init")
+
+
+def write_report(manifest: Manifest) -> str:
     rows = report_rows(manifest)
+    f1_applicable = f1_is_meaningful(manifest)
     base = manifest.data.get("base_model", {})
-    training = base.get("training", {})
-    # F1 means nothing only for a random-init model that was never trained (the vit-base timing profile).
-    f1_applicable = not (training.get("recipe") == "none" and training.get("weights", "random init") == "random init")
     latency = manifest.data.get("latency", {})
     root = manifest.root
-    plotted = f1_applicable and write_plot(rows, root / "report.png")
+    plotted = f1_applicable and write_plot(rows, root / "report.png", manifest.data.get("profile", ""))
     split = manifest.data.get("dataset", {}).get("split", {})
     lines = [
         f"# vitserve report: profile `{manifest.data.get('profile')}`", "",
-        f"- base model: `{base.get('source')}`: {base_model_story(base)}",
-        teacher_line(base.get("teacher")),
+        f"- base model: `{base.get('source')}`: {base_model_story(base)}", teacher_line(base.get("teacher")),
         f"- dataset: `{manifest.data.get('dataset', {}).get('source')}`, test split "
         f"{split.get('test', {}).get('count')} images (sha256 {str(split.get('test', {}).get('sha256'))[:16]}...)",
-        f"- latency: {json.dumps(latency.get('config', {}))}, threads {json.dumps(latency.get('threads', {}))}",
+        f"- build wall time: {_fmt(manifest.data.get('build_seconds'), '.0f')} s",
+        f"- latency: {json.dumps(latency.get('config', {}))}; p50 and interquartile range over interleaved "
+        "rounds; ≈ marks a row whose IQR overlaps plain's", *machine_lines(latency.get("machine", {})),
         f"- fp32 floor: {json.dumps(latency['fp32_floor'])}" if "fp32_floor" in latency else "",
         "", markdown_table(rows, f1_applicable), "",
     ]
+    lossless = lossless_table(rows)
+    if lossless:
+        lines += ["## Lossless variants against plain (whole test split)", "", lossless, ""]
+    seed = seed_comparison_table(rows, f1_applicable)
+    lines += ["## Beside the seed study (ratios against each side's own plain)", "", seed, ""]
     if plotted:
         lines += ["![latency vs F1](report.png)", ""]
-    (root / "report.md").write_text("\n".join(lines))
-    (root / "report.json").write_text(json.dumps({"rows": rows, "latency": latency}, indent=2))
-    return root / "report.md"
+    (root / "report.md").write_text("\n".join(line for line in lines if line is not None))
+    report = {"profile": manifest.data.get("profile"), "f1_applicable": f1_applicable, "rows": rows,
+              "latency": latency, "base_model": {k: base.get(k) for k in ("source", "training", "teacher")},
+              "build_seconds": manifest.data.get("build_seconds"), "seed_comparison": seed}
+    (root / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    return str(root / "report.md")

@@ -93,7 +93,7 @@ class TeacherRunner:
         settings = threads.resolved()
         self.compiled = ov.Core().compile_model(model, "CPU", {
             "INFERENCE_NUM_THREADS": str(settings.openvino_threads), "INFERENCE_PRECISION_HINT": "f32",
-            "PERFORMANCE_HINT": "THROUGHPUT"})
+            "PERFORMANCE_HINT": "LATENCY"})  # one synchronous batch at a time, on every thread
         self.config = config
 
     def feature_maps(self, pixels: np.ndarray, norm: str = "half", desc: str = "teacher") -> np.ndarray:

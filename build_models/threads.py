@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def _cores() -> int:
@@ -44,5 +46,18 @@ class ThreadSettings:
 
         resolved = self.resolved()
         torch.set_num_threads(resolved.torch_intra_op)
-        with contextlib.suppress(RuntimeError):  # settable only before the first parallel work
+        if torch.get_num_interop_threads() == resolved.torch_inter_op:
+            return
+        try:
             torch.set_num_interop_threads(resolved.torch_inter_op)
+        except RuntimeError:  # settable only before the first inter-op parallel work in the process
+            log.warning("torch inter-op threads stay at %d (asked for %d): already fixed in this process",
+                        torch.get_num_interop_threads(), resolved.torch_inter_op)
+
+
+def torch_applied_settings(device: str = "cpu") -> dict[str, Any]:
+    """What torch actually runs with, read back from torch."""
+    import torch
+
+    return {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads(),
+            "device": device}

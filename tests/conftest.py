@@ -30,7 +30,7 @@ def dataset() -> LabelledImages:
 
 @pytest.fixture(scope="session")
 def smoke_artifacts(tmp_path_factory: pytest.TempPathFactory, dataset: LabelledImages) -> Path:
-    """Every registered variant built from the smoke profile (a tiny ViT on 400 real images)."""
+    """Every registered variant built from the smoke profile (a tiny ViT on 2,000 real images)."""
     root = tmp_path_factory.mktemp("artifacts")
     profile = get_profile("smoke").with_overrides(dataset=str(DATASET))
     manifest = run_build(BuildRequest(profile=profile, artifacts_dir=root))

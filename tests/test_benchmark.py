@@ -6,8 +6,8 @@ import pytest
 
 from service.routers import benchmark as benchmark_router
 
-STATS = {"mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "throughput_ips", "speedup_vs_plain", "runs",
-         "batch_size"}
+STATS = {"mean_ms", "std_ms", "p25_ms", "p50_ms", "p75_ms", "p90_ms", "p99_ms", "throughput_ips", "speedup_vs_plain",
+         "overlaps_plain", "runs", "batch_size"}
 
 
 def test_get_benchmark_measures_every_available_variant(client):
@@ -16,13 +16,22 @@ def test_get_benchmark_measures_every_available_variant(client):
     body = response.json()
     available = [v["name"] for v in client.get("/variants").json()["variants"] if v["available"]]
     assert list(body["results"]) == available
-    for name, stats in body["results"].items():
-        assert set(stats) >= STATS, name
-        assert stats["runs"] == 2 and stats["p50_ms"] > 0 and stats["throughput_ips"] > 0
-        assert stats["p50_ms"] <= stats["p99_ms"] + 1e-9
-    assert body["results"]["plain"]["speedup_vs_plain"] == pytest.approx(1.0)
-    threads = set(body["threads"])
-    assert {"torch_intra_op", "ort_intra_op", "openvino_threads", "openvino_hint", "tf_intra_op"} <= threads
+    for name, row in body["results"].items():
+        for mode in ("model", "end_to_end"):  # both by default, interleaved in one run
+            stats = row[mode]
+            assert set(stats) >= STATS, name
+            assert stats["runs"] == 2 and stats["p50_ms"] > 0 and stats["throughput_ips"] > 0
+            assert stats["p25_ms"] <= stats["p50_ms"] <= stats["p75_ms"] <= stats["p99_ms"] + 1e-9
+        assert row["service_overhead_ms"] == pytest.approx(row["end_to_end"]["p50_ms"] - row["model"]["p50_ms"],
+                                                           abs=2e-3)
+    assert body["results"]["plain"]["model"]["speedup_vs_plain"] == pytest.approx(1.0)
+    assert body["results"]["plain"]["model"]["overlaps_plain"] is True
+    machine = body["machine"]
+    assert {"torch_intra_op", "ort_intra_op", "openvino_threads", "openvino_hint", "tf_intra_op"} <= set(
+        machine["threads_requested"])
+    assert "flags" in machine["cpu"] and machine["cpu"]["usable_cores"] >= 1
+    assert machine["applied"]["plain"]["torch_intra_op"] >= 1  # read back from torch, not echoed
+    assert int(machine["applied"]["openvino"]["openvino_inference_num_threads"]) >= 1
 
 
 def test_post_benchmark_end_to_end_with_batch(client):
@@ -31,7 +40,7 @@ def test_post_benchmark_end_to_end_with_batch(client):
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert list(results) == ["plain", "onnx"]  # plain is always measured alongside, for the speedup
-    assert results["onnx"]["batch_size"] == 3
+    assert results["onnx"]["end_to_end"]["batch_size"] == 3 and "model" not in results["onnx"]
 
 
 @pytest.mark.parametrize("params", [{"runs": 10_000}, {"batch_size": 1000}, {"runs": 0}, {"warmup": -1},

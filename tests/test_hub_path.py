@@ -38,7 +38,9 @@ def _resnet_checkpoint(folder: Path) -> Path:
 
 
 def _build(root: Path, base: Path, student_base: Path | None = None) -> Manifest:
-    profile = get_profile("smoke").with_overrides(dataset=str(DATASET), base_model=str(base))
+    # Plumbing, not quality: fewer images and epochs than the shared smoke build.
+    profile = get_profile("smoke").with_overrides(dataset=str(DATASET), base_model=str(base), limit=400,
+                                                  train_epochs=2.0)
     if student_base is not None:
         profile = profile.with_overrides(options={**profile.options, "resnet18_base": str(student_base)})
     manifest = run_build(BuildRequest(profile=profile, artifacts_dir=root))

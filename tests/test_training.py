@@ -45,7 +45,8 @@ def _synthetic_targets(count: int) -> DistillTargets:
 @pytest.mark.parametrize("distilled", [False, True], ids=["plain", "token-distillation"])
 def test_interrupted_training_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch, distilled):
     config = dataclasses.replace(CONFIG, feature_weight=1.0 if distilled else 0.0)
-    data = dataclasses.replace(tiny_data, targets=_synthetic_targets(len(tiny_data.train_labels)) if distilled else None)
+    targets = _synthetic_targets(len(tiny_data.train_labels)) if distilled else None
+    data = dataclasses.replace(tiny_data, targets=targets)
     straight = _model()
     result = train_classifier(straight, data, config, tmp_path / "straight", {})
     assert result.steps == 30 and len(result.history) == 6

@@ -168,3 +168,44 @@ def test_vit_base_flops_match_the_published_figure():
     from build_models.flops import vit_flops
 
     assert vit_flops(ViTConfig(**SCRATCH_PRESETS["vit-base"], num_labels=2)) / 1e9 == pytest.approx(35.2, abs=0.2)
+
+
+# Measured on the smoke build (seeded, 500 test images): plain accuracy 0.632, macro F1 0.632. Chance
+# is 0.50 +- 0.022 (one sigma at n=500); a constant or label-blind model cannot reach 0.58 (3.6 sigma).
+SMOKE_QUALITY_FLOOR = 0.58
+
+
+def test_smoke_plain_beats_chance_by_a_margin(manifest):
+    metrics = manifest.variants["plain"]["metrics"]
+    assert metrics["count"] == 500
+    assert metrics["accuracy"] >= SMOKE_QUALITY_FLOOR, metrics
+    assert metrics["f1_macro"] >= SMOKE_QUALITY_FLOOR, metrics
+
+
+def test_smoke_teacher_is_recorded_and_strong(manifest):
+    teacher = manifest.data["base_model"]["teacher"]
+    assert teacher["test_metrics"]["accuracy"] >= 0.85, teacher["test_metrics"]
+    assert set(teacher["zero_shot_accuracy"]) == {"half", "imagenet"}
+    assert manifest.data["base_model"]["training"]["distillation"] == "cached teacher targets"
+
+
+@pytest.mark.parametrize("name", [n for n in list_variants() if get_variant(n).lossless and n != "plain"])
+def test_build_records_the_lossless_check(smoke_artifacts, manifest, name):
+    """The figure the README states is the build's own record, recomputed here from the eval files."""
+    check = manifest.variants[name]["lossless_check"]
+    _, plain = read_predictions(smoke_artifacts / "eval" / "plain.json")
+    _, other = read_predictions(smoke_artifacts / "eval" / f"{name}.json")
+    assert check["images"] == len(plain) == 500
+    assert check["labels_equal"] == f"{int((plain.argmax(1) == other.argmax(1)).sum())}/500" == "500/500"
+    assert check["max_probability_difference"] == pytest.approx(float(np.abs(plain - other).max()), abs=1e-6)
+
+
+def test_stacked_pruned_int8_agrees_with_its_pruned_source(manifest):
+    entry = manifest.variants["pruned-int8"]
+    build = entry["build"]
+    assert build["stacked"][0] == "pruned-structured"
+    assert build["parameters"] == manifest.variants["pruned-structured"]["build"]["parameters"]
+    kept = build["candidates"][build["kept"]]
+    assert kept["agreement_with_fp32"] >= 0.95, build["candidates"]
+    assert entry["size_mb"] < 0.5 * manifest.variants["pruned-structured"]["size_mb"]
+    assert abs(entry["metrics"]["accuracy"] - manifest.variants["pruned-structured"]["metrics"]["accuracy"]) <= 0.03

@@ -14,6 +14,7 @@ import numpy as np
 from build_models.context import BuildContext
 from build_models.predictor import Predictor
 from build_models.registry import VariantSpec, register_variant
+from build_models.threads import torch_applied_settings
 
 WEIGHTS_FILE = "model.qint8.safetensors"
 
@@ -83,6 +84,9 @@ class DynamicQuantPredictor(Predictor):
                 getattr(model.get_submodule(owner), attr).copy_(value)
         self.model = model.eval()
         self._torch = torch
+
+    def applied_settings(self) -> dict[str, Any]:
+        return torch_applied_settings()
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from build_models.context import BuildContext
-from build_models.exporters import ONNX_FILE, ONNX_OPSET, export_onnx, ort_session_options
+from build_models.exporters import ONNX_FILE, ONNX_OPSET, export_onnx, ort_applied_settings, ort_session_options
 from build_models.predictor import Predictor
 from build_models.registry import VariantSpec, register_variant
 
@@ -30,6 +30,9 @@ class OnnxSessionPredictor(Predictor):
             providers=["CPUExecutionProvider"],
         )
         self.input_name = self.session.get_inputs()[0].name
+
+    def applied_settings(self) -> dict[str, Any]:
+        return ort_applied_settings(self.session)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         (logits,) = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[:1]

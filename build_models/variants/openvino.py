@@ -33,6 +33,10 @@ class OpenVinoPredictor(Predictor):
         self.compiled = core.compile_model(str(self.artifact_dir / self.model_file), "CPU", config)
         self.request = self.compiled.create_infer_request()
 
+    def applied_settings(self) -> dict[str, Any]:
+        keys = ("INFERENCE_NUM_THREADS", "PERFORMANCE_HINT", "INFERENCE_PRECISION_HINT", "NUM_STREAMS")
+        return {f"openvino_{key.lower()}": str(self.compiled.get_property(key)) for key in keys}
+
     def forward(self, batch: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         return np.asarray(result[self.compiled.output(0)]).copy()

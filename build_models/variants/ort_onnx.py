@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from build_models.context import BuildContext
-from build_models.exporters import export_onnx, ort_session_options
+from build_models.exporters import export_onnx, ort_applied_settings, ort_session_options
 from build_models.predictor import Predictor
 from build_models.registry import VariantSpec, register_variant
 
@@ -26,6 +26,9 @@ class OrtModelPredictor(Predictor):
             str(self.artifact_dir), provider="CPUExecutionProvider",
             session_options=ort_session_options(threads.ort_intra_op, threads.ort_inter_op),
         )
+
+    def applied_settings(self) -> dict[str, Any]:
+        return ort_applied_settings(self.model.session if hasattr(self.model, "session") else self.model.model)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.model(pixel_values=np.ascontiguousarray(batch, dtype=np.float32)).logits)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from build_models.context import BuildContext
 from build_models.errors import BuildError
 from build_models.predictor import Predictor
 from build_models.registry import VariantSpec, register_variant
+
+log = logging.getLogger(__name__)
 
 SAVED_MODEL_DIR = "saved_model"
 CLUSTERS = 32
@@ -104,11 +107,18 @@ class TensorFlowPredictor(Predictor):
         try:
             tf.config.threading.set_intra_op_parallelism_threads(threads.tf_intra_op)
             tf.config.threading.set_inter_op_parallelism_threads(threads.tf_inter_op)
-        except RuntimeError:  # TF already initialised in this process; keep its settings
-            pass
+        except RuntimeError:
+            log.warning("TensorFlow thread settings not applied (TF already initialised in this process); "
+                        "it keeps intra %d / inter %d", tf.config.threading.get_intra_op_parallelism_threads(),
+                        tf.config.threading.get_inter_op_parallelism_threads())
         self._tf = tf
         self.loaded_model = tf.saved_model.load(str(self.artifact_dir / SAVED_MODEL_DIR))
         self.serve = self.loaded_model.signatures["serving_default"]
+
+    def applied_settings(self) -> dict[str, Any]:
+        threading = self._tf.config.threading
+        return {"tf_intra_op": threading.get_intra_op_parallelism_threads(),
+                "tf_inter_op": threading.get_inter_op_parallelism_threads()}
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         outputs = self.serve(pixel_values=self._tf.constant(np.ascontiguousarray(batch, dtype=np.float32)))

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from build_models.bench import BenchConfig, benchmark_many, reference_jpeg
+from build_models.hardware import machine_record
 from service.dependencies import get_registry
 from service.errors import BenchmarkBusyError
 from service.registry import ServingRegistry
@@ -27,7 +28,7 @@ class BenchmarkRequest(BaseModel):
     runs: int = Field(30, ge=1, le=MAX_RUNS)
     warmup: int = Field(5, ge=0, le=MAX_WARMUP)
     batch_size: int = Field(1, ge=1, le=MAX_BATCH)
-    mode: Literal["model", "end_to_end"] = "model"
+    mode: Literal["model", "end_to_end", "both"] = "both"
 
 
 def run_benchmark(registry: ServingRegistry, request: BenchmarkRequest) -> dict[str, Any]:
@@ -41,7 +42,8 @@ def run_benchmark(registry: ServingRegistry, request: BenchmarkRequest) -> dict[
         config = BenchConfig(runs=request.runs, warmup=request.warmup, batch_size=request.batch_size,
                              mode=request.mode)
         results = benchmark_many(predictors, config, reference_jpeg(), guard=lambda n: registry.variants[n].lock)
-        return {"config": request.model_dump(), "threads": registry.threads.as_dict(), "results": results}
+        return {"config": request.model_dump(), "machine": machine_record(registry.threads, predictors),
+                "results": results}
     finally:
         _one_at_a_time.release()
 
@@ -58,7 +60,7 @@ async def benchmark_get(
     runs: int = Query(30, ge=1, le=MAX_RUNS),
     warmup: int = Query(5, ge=0, le=MAX_WARMUP),
     batch_size: int = Query(1, ge=1, le=MAX_BATCH),
-    mode: Literal["model", "end_to_end"] = Query("model"),
+    mode: Literal["model", "end_to_end", "both"] = Query("both"),
     registry: ServingRegistry = Depends(get_registry),
 ) -> dict[str, Any]:
     request = BenchmarkRequest(variants=variants, runs=runs, warmup=warmup, batch_size=batch_size, mode=mode)

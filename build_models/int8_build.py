@@ -1,0 +1,87 @@
+"""Building an int8 artifact from any fp32 classifier folder, in whichever runtime is fastest.
+
+Candidates: ONNX Runtime static QDQ U8S8 (reduce_range), ONNX Runtime dynamic U8, and (where
+asked) OpenVINO NNCF int8, all calibrated on the same train images; the fastest one that agrees
+with the fp32 model on validation images is kept, and the manifest records all of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from build_models.context import BuildContext
+from build_models.exporters import ONNX_FILE, OPENVINO_XML, copy_model_metadata, export_onnx, export_openvino
+from build_models.int8 import (
+    CALIBRATION_IMAGES,
+    CHOICE_IMAGES,
+    Candidate,
+    choose,
+    install,
+    nncf_int8,
+    ort_dynamic_int8,
+    ort_static_int8,
+    runner,
+    score_candidates,
+)
+from build_models.predictor import Predictor
+from build_models.threads import ThreadSettings
+from build_models.variants.onnx import OnnxSessionPredictor
+from build_models.variants.openvino import OpenVinoPredictor
+
+
+def quantize_onnx_candidates(ctx: BuildContext, fp32_onnx: Any) -> list[Candidate]:
+    calibration = ctx.calibration_batch(CALIBRATION_IMAGES)
+    work = ctx.work_dir
+    return [
+        Candidate("static-qdq-u8s8-reduce-range",
+                  ort_static_int8(fp32_onnx, work / "static_u8s8.onnx", calibration, "u8", reduce_range=True),
+                  "onnxruntime"),
+        Candidate("dynamic-u8", ort_dynamic_int8(fp32_onnx, work / "dynamic_u8.onnx"), "onnxruntime"),
+    ]
+
+
+def build_int8_from_onnx(ctx: BuildContext, fp32_onnx: Any, candidates: list[Candidate]) -> dict[str, Any]:
+    threads = ctx.threads.resolved().ort_intra_op
+    reference = runner(Candidate("fp32", fp32_onnx, "onnxruntime"), threads)
+    choice_images = int(ctx.options.get("int8_choice_images", CHOICE_IMAGES))
+    score_candidates(candidates, reference, ctx.validation_batch(choice_images), threads)
+    kept = choose(candidates)
+    install(kept, ctx.out_dir, ONNX_FILE if kept.runtime == "onnxruntime" else OPENVINO_XML)
+    return {"kept": kept.name, "runtime": kept.runtime, "candidates": {c.name: c.facts() for c in candidates},
+            "calibration_images": CALIBRATION_IMAGES, "choice_images": choice_images}
+
+
+def build_fastest_int8(ctx: BuildContext, source_dir: Path) -> dict[str, Any]:
+    """ORT static, ORT dynamic and OpenVINO NNCF int8 of ``source_dir``; the fastest agreeing one kept."""
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    fp32_onnx = export_onnx(source_dir, ctx.work_dir / "fp32")
+    fp32_xml = export_openvino(source_dir, ctx.work_dir / "fp32_ov")
+    candidates = quantize_onnx_candidates(ctx, fp32_onnx)
+    calibration = ctx.calibration_batch(CALIBRATION_IMAGES)
+    candidates.append(Candidate("openvino-nncf", nncf_int8(fp32_xml, ctx.work_dir / "nncf" / OPENVINO_XML,
+                                                           calibration), "openvino"))
+    facts = build_int8_from_onnx(ctx, fp32_onnx, candidates)
+    copy_model_metadata(source_dir, ctx.out_dir)
+    return facts
+
+
+class AnyRuntimeInt8Predictor(Predictor):
+    """Runs the kept candidate: model.onnx in ONNX Runtime, or openvino_model.xml in OpenVINO."""
+
+    def __init__(self, artifact_dir: Path, threads: ThreadSettings | None = None, device: str = "cpu") -> None:
+        super().__init__(artifact_dir, threads, device)
+        onnx = (Path(artifact_dir) / ONNX_FILE).exists()
+        self.runtime = "onnxruntime" if onnx else "openvino"
+        self.inner: Predictor = (OnnxSessionPredictor if onnx else OpenVinoPredictor)(artifact_dir, threads)
+
+    def _load(self) -> None:
+        self.inner.load()
+
+    def applied_settings(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, **self.inner.applied_settings()}
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        return self.inner.forward(batch)

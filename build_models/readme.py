@@ -1,0 +1,103 @@
+"""README figures generated from the committed reports, never typed.
+
+``python -m build_models.readme publish --artifacts artifacts`` copies a build's report.json /
+report.md / report.png to ``docs/report-<profile>.*`` and rewrites every generated block of the
+README; ``python -m build_models.readme check`` fails when a block differs from what the committed
+``docs/`` reports give (the test suite runs it).
+
+A block is ``<!-- generated:<kind>:<profile> -->`` ... ``<!-- /generated -->``; kinds: ``table``,
+``facts``, ``lossless``, ``seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from build_models.report import base_model_story, lossless_table, machine_lines, markdown_table
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"(<!-- generated:(\w+):([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+
+
+def _facts(report: dict[str, Any]) -> str:
+    base = report["base_model"]
+    lines = [f"- base model `{base['source']}`: {base_model_story(base)}"]
+    teacher = base.get("teacher")
+    if teacher:
+        test = teacher["test_metrics"]
+        lines.append(f"- teacher: {teacher['model']}, {teacher['head']}: test F1 {test['f1']:.4f}, accuracy "
+                     f"{test['accuracy']:.4f}; zero-shot accuracy by input normalisation "
+                     f"{json.dumps(teacher['zero_shot_accuracy'])}; {teacher['minutes']:.1f} min")
+    history = base.get("training", {}).get("history", [])
+    if history:
+        curve = ", ".join(f"{h.get('epoch', 0):.1f}: {h['val_accuracy']:.3f}" for h in history)
+        lines.append(f"- validation accuracy by epoch: {curve}")
+    if report.get("build_seconds"):
+        lines.append(f"- whole build wall time: {report['build_seconds'] / 60:.1f} min")
+    lines += machine_lines(report.get("latency", {}).get("machine", {}))
+    return "\n".join(lines)
+
+
+def render(kind: str, report: dict[str, Any]) -> str:
+    if kind == "table":
+        return markdown_table(report["rows"], report["f1_applicable"])
+    if kind == "facts":
+        return _facts(report)
+    if kind == "lossless":
+        return lossless_table(report["rows"])
+    if kind == "seed":
+        return str(report["seed_comparison"])
+    raise ValueError(f"unknown generated block kind {kind!r}")
+
+
+def regenerate(readme: str, docs: Path) -> str:
+    def replace(match: re.Match[str]) -> str:
+        kind, profile = match.group(2), match.group(3)
+        report = json.loads((docs / f"report-{profile}.json").read_text())
+        return f"{match.group(1)}{render(kind, report)}\n{match.group(5)}"
+
+    return BLOCK.sub(replace, readme)
+
+
+def publish(artifacts: Path, docs: Path) -> str:
+    report = json.loads((artifacts / "report.json").read_text())
+    profile = report["profile"]
+    docs.mkdir(parents=True, exist_ok=True)
+    for suffix in ("json", "md", "png"):
+        source = artifacts / f"report.{suffix}"
+        if source.exists():
+            shutil.copy2(source, docs / f"report-{profile}.{suffix}")
+    return profile
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m build_models.readme", description=__doc__)
+    p.add_argument("action", choices=("publish", "check", "write"))
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    p.add_argument("--docs", type=Path, default=ROOT / "docs")
+    args = p.parse_args(argv)
+    if args.action == "publish":
+        print(f"published profile {publish(args.artifacts, args.docs)} to {args.docs}")
+    current = args.readme.read_text()
+    generated = regenerate(current, args.docs)
+    if args.action == "check":
+        if generated != current:
+            print(f"{args.readme} differs from the tables that {args.docs} gives: run "
+                  "python -m build_models.readme write", file=sys.stderr)
+            return 1
+        print("README blocks match docs/ reports")
+        return 0
+    args.readme.write_text(generated)
+    print(f"rewrote {len(BLOCK.findall(generated))} generated blocks in {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""`pruned-int8`: stacked compression, the structurally pruned ViT quantized to int8.
+
+`pruned-structured` (heads and MLP neurons removed, then a short distillation) followed by
+post-training int8 in the fastest runtime that agrees with the pruned fp32 model: ORT static,
+ORT dynamic or OpenVINO NNCF. It measures what combining two methods buys over either alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from build_models.context import BuildContext, parameter_count
+from build_models.errors import BuildError
+from build_models.int8_build import AnyRuntimeInt8Predictor, build_fastest_int8
+from build_models.registry import VariantSpec, register_variant
+
+PRUNED = "pruned-structured"
+
+
+def build(ctx: BuildContext) -> dict[str, Any]:
+    pruned_dir = ctx.artifacts_root / PRUNED
+    if not (pruned_dir / "config.json").exists():
+        raise BuildError(f"{PRUNED} must be built first (python -m build_models --variants {PRUNED},pruned-int8)")
+    facts = build_fastest_int8(ctx, pruned_dir)
+    return {"parameters": parameter_count(pruned_dir), "stacked": [PRUNED, f"int8 ({facts['kept']})"],
+            "format": f"int8 ({facts['kept']})", **facts}
+
+
+register_variant(VariantSpec(
+    name="pruned-int8",
+    runtime="onnxruntime",
+    summary="Stacked: pruned-structured, then int8 (ORT static/dynamic or OpenVINO NNCF, fastest agreeing).",
+    build=build,
+    predictor=AnyRuntimeInt8Predictor,
+    requires=("onnxruntime", "openvino", "nncf", "optimum.exporters.onnx", "optimum.intel"),
+    depends_on=(PRUNED,),
+    order=35,
+))

@@ -1,0 +1,21 @@
+"""README figures are generated from the committed docs/ reports; a hand edit is caught."""
+
+import json
+
+from build_models.readme import BLOCK, ROOT, main, regenerate
+
+
+def test_committed_readme_matches_committed_reports():
+    assert main(["check"]) == 0
+
+
+def test_every_block_has_a_report_and_a_hand_edit_is_caught():
+    readme = (ROOT / "README.md").read_text()
+    blocks = BLOCK.findall(readme)
+    assert {(kind, profile) for _, kind, profile, _, _ in blocks} >= {("table", "offline"), ("facts", "offline")}
+    for _, _, profile, _, _ in blocks:
+        assert json.loads((ROOT / "docs" / f"report-{profile}.json").read_text())["profile"] == profile
+    table = next(body for _, kind, profile, body, _ in blocks if (kind, profile) == ("table", "offline"))
+    row = next(line for line in table.splitlines() if line.startswith("| plain |"))
+    edited = readme.replace(row, row.replace("| plain |", "| plain (typed) |"))
+    assert regenerate(edited, ROOT / "docs") == readme

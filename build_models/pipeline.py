@@ -77,10 +77,21 @@ def run_build(request: BuildRequest) -> Manifest:
     for name in names:
         build_one(request, manifest, name, test, ctx_args)
     measure_latency(request, manifest, test)
-    manifest.data["build_seconds"] = round(time.perf_counter() - started, 1)
+    record_build_time(manifest, request.variants, time.perf_counter() - started)
     manifest.save()
     write_report(manifest)
     return manifest
+
+
+def record_build_time(manifest: Manifest, variants: str, seconds: float) -> None:
+    """Append this invocation to the build history; ``build_seconds`` is the total over every
+    invocation that produced these artifacts (a resumed or extended build adds its own time)."""
+    history = manifest.data.setdefault("build_history", [])
+    if not history and manifest.data.get("build_seconds"):
+        history.append({"variants": "earlier run", "seconds": manifest.data["build_seconds"]})
+    history.append({"variants": variants, "seconds": round(seconds, 1),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    manifest.data["build_seconds"] = round(sum(run["seconds"] for run in history), 1)
 
 
 def measure_latency(request: BuildRequest, manifest: Manifest, test: TestImages) -> None:

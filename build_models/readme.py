@@ -39,7 +39,10 @@ def _facts(report: dict[str, Any]) -> str:
         curve = ", ".join(f"{h.get('epoch', 0):.1f}: {h['val_accuracy']:.3f}" for h in history)
         lines.append(f"- validation accuracy by epoch: {curve}")
     if report.get("build_seconds"):
-        lines.append(f"- whole build wall time: {report['build_seconds'] / 60:.1f} min")
+        history = report.get("build_history", [])
+        runs = " + ".join(f"{run['seconds'] / 60:.1f} min ({run['variants']})" for run in history)
+        total = f"- whole build wall time: {report['build_seconds'] / 60:.1f} min"
+        lines.append(total + (f" = {runs}" if runs else ""))
     lines += machine_lines(report.get("latency", {}).get("machine", {}))
     return "\n".join(lines)
 

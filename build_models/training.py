@@ -159,12 +159,12 @@ class _Objective(torch.nn.Module):
     trained with the student and discarded afterwards, so the student stays a plain classifier.
     """
 
-    def __init__(self, model: torch.nn.Module, feature_dim: int | None) -> None:
+    def __init__(self, model: Any, feature_dim: int | None) -> None:  # a transformers image classifier
         super().__init__()
         self.model = model
-        self.projection = None
+        self.projection: torch.nn.Linear | None = None
         self._tokens: list[torch.Tensor] = []
-        self.hooks = []
+        self.hooks: list[Any] = []
         if feature_dim is not None:
             self.projection = torch.nn.Linear(model.config.hidden_size, feature_dim)
             self.hooks.append(model.vit.layernorm.register_forward_hook(lambda _m, _i, out: self._tokens.append(out)))

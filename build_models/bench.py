@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import time
 from collections.abc import Callable, Sequence
@@ -65,14 +66,19 @@ def summarize(durations_s: Sequence[float], batch_size: int) -> LatencyStats:
     )
 
 
-def time_calls(call: Callable[[], object], runs: int, warmup: int) -> list[float]:
+def time_calls(call: Callable[[], object], runs: int, warmup: int,
+               guard: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext) -> list[float]:
+    """Durations of ``runs`` calls after ``warmup``; ``guard()`` is held around each call only, so a
+    lock it takes is released between runs (and the wait for it is not timed)."""
     for _ in range(warmup):
-        call()
+        with guard():
+            call()
     durations = []
     for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        durations.append(time.perf_counter() - start)
+        with guard():
+            start = time.perf_counter()
+            call()
+            durations.append(time.perf_counter() - start)
     return durations
 
 
@@ -113,8 +119,8 @@ def benchmark_many(
 ) -> dict[str, dict[str, Any]]:
     """Every predictor and mode timed in interleaved rounds of one run; medians, spreads, ratios to plain.
 
-    ``guard(name)`` is held while one variant is timed within a round (the service passes that
-    variant's lock, so /predict traffic waits at most for one variant's slice of a round).
+    ``guard(name)`` is held around each timed call of that variant (the service passes the
+    variant's lock, so /predict traffic waits at most for one call).
     """
     calls = {(name, mode): timed_call(p, mode, config.batch_size, jpeg)
              for name, p in predictors.items() for mode in config.modes}
@@ -123,10 +129,10 @@ def benchmark_many(
     for round_index in range(rounds):
         runs = config.runs // rounds + (1 if round_index < config.runs % rounds else 0)
         for name in predictors:
-            with (guard(name) if guard else contextlib.nullcontext()):
-                for mode in config.modes:
-                    warmup = config.warmup if round_index == 0 else 0
-                    samples[name, mode] += time_calls(calls[name, mode], runs, warmup)
+            held = functools.partial(guard, name) if guard else contextlib.nullcontext
+            for mode in config.modes:
+                warmup = config.warmup if round_index == 0 else 0
+                samples[name, mode] += time_calls(calls[name, mode], runs, warmup, held)
     results: dict[str, dict[str, Any]] = {
         name: {mode: summarize(samples[name, mode], config.batch_size).as_dict() for mode in config.modes}
         for name in predictors

@@ -19,6 +19,14 @@ class InvalidImageError(VitserveError):
     """Bytes that are not a decodable image."""
 
 
+class UnsupportedImageFormatError(InvalidImageError):
+    """A decodable image in a format the service does not accept."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """An image over the pixel limit (or a decompression bomb), refused before it is decoded."""
+
+
 class UnknownVariantError(VitserveError):
     """A variant name that is not in the registry or manifest."""
 

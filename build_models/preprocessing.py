@@ -16,11 +16,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from build_models.errors import InvalidImageError
+from build_models.errors import ImageTooLargeError, InvalidImageError, UnsupportedImageFormatError
 
 PREPROCESSOR_FILE = "preprocessor_config.json"
-# Decompression-bomb guard: refuse images larger than this many pixels.
+# Decompression-bomb guard: refuse images larger than this many pixels (checked from the header).
 MAX_IMAGE_PIXELS = 64_000_000
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+# JPEGs larger than this are decoded at a reduced scale (at least DRAFT_SIZE on each side).
+DRAFT_ABOVE_PIXELS = 4_000_000
+DRAFT_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -56,24 +60,42 @@ class PreprocessConfig:
         processor.save_pretrained(str(model_dir))
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode bytes into an RGB image; alpha is composited onto white. Raises InvalidImageError."""
+def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode bytes into an RGB image; alpha is composited onto white.
+
+    Only ``ACCEPTED_FORMATS`` are decoded (GIF: the first frame). The pixel count is checked from
+    the header before any pixel is decoded, and JPEGs above ``DRAFT_ABOVE_PIXELS`` are decoded by
+    libjpeg at a reduced scale (``draft``), which no model input here needs in full. Raises
+    InvalidImageError, UnsupportedImageFormatError or ImageTooLargeError; messages never echo
+    internal objects.
+    """
     if not data:
         raise InvalidImageError("empty image body")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise InvalidImageError(f"image too large: {image.width}x{image.height} pixels")
+            _check_header(image, max_pixels)
+            if image.format == "JPEG" and image.width * image.height > DRAFT_ABOVE_PIXELS:
+                image.draft("RGB", (DRAFT_SIZE, DRAFT_SIZE))
             image.load()
     except InvalidImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombWarning) as exc:
-        raise InvalidImageError(f"not a decodable image: {exc}") from exc
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageTooLargeError(f"image refused as a decompression bomb (limit {max_pixels} pixels)") from exc
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError("not a decodable image: the bytes match no supported image format") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImageError(f"image could not be decoded: {exc}") from exc
+        raise InvalidImageError("image could not be decoded: the data is truncated or corrupt") from exc
     return to_rgb(image)
+
+
+def _check_header(image: Image.Image, max_pixels: int) -> None:
+    if image.format not in ACCEPTED_FORMATS:
+        raise UnsupportedImageFormatError(
+            f"image format {image.format} is not accepted; send one of {', '.join(ACCEPTED_FORMATS)}")
+    if image.width * image.height > max_pixels:
+        raise ImageTooLargeError(f"image too large: {image.width}x{image.height} pixels (limit {max_pixels})")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -14,6 +14,7 @@ from build_models.manifest import Manifest
 from service.body_limit import BodySizeLimitMiddleware
 from service.errors import install_error_handlers
 from service.registry import ServingRegistry
+from service.request_id import request_id_and_access_log
 from service.routers import benchmark, health, predict, variants
 from service.settings import ServiceSettings
 
@@ -43,6 +44,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.middleware("http")(request_id_and_access_log)
     install_error_handlers(app)
     for router in (predict.router, variants.router, health.router, benchmark.router):
         app.include_router(router)

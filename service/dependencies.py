@@ -8,11 +8,11 @@ from service.registry import ServingRegistry
 from service.settings import ServiceSettings
 
 
-def get_registry(request: Request) -> ServingRegistry:
+async def get_registry(request: Request) -> ServingRegistry:
     registry: ServingRegistry = request.app.state.registry
     return registry
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     settings: ServiceSettings = request.app.state.settings
     return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -10,12 +11,16 @@ from fastapi.responses import JSONResponse
 
 from build_models.errors import (
     ArtifactIntegrityError,
+    ImageTooLargeError,
     InvalidImageError,
     ManifestError,
     UnknownVariantError,
+    UnsupportedImageFormatError,
     VariantUnavailableError,
     VitserveError,
 )
+
+log = logging.getLogger(__name__)
 
 
 class BodyTooLargeError(HTTPException):
@@ -33,7 +38,21 @@ class BenchmarkBusyError(VitserveError):
     pass
 
 
+class BenchmarkForbiddenError(VitserveError):
+    pass
+
+
+class BenchmarkUnauthorizedError(VitserveError):
+    pass
+
+
+class BenchmarkTooLargeError(VitserveError):
+    pass
+
+
 STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
+    (UnsupportedImageFormatError, 415, "unsupported_image_format"),
+    (ImageTooLargeError, 413, "image_too_large"),
     (InvalidImageError, 400, "invalid_image"),
     (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
     (UnknownVariantError, 404, "unknown_variant"),
@@ -41,6 +60,9 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (ArtifactIntegrityError, 503, "artifact_integrity"),
     (ManifestError, 503, "manifest_unavailable"),
     (BenchmarkBusyError, 429, "benchmark_busy"),
+    (BenchmarkForbiddenError, 403, "benchmark_disabled"),
+    (BenchmarkUnauthorizedError, 401, "benchmark_unauthorized"),
+    (BenchmarkTooLargeError, 422, "benchmark_too_large"),
     (VitserveError, 500, "internal_error"),
 ]
 
@@ -53,8 +75,11 @@ def _vitserve_handler(_: Request, exc: Exception) -> JSONResponse:
     for error_type, status, code in STATUS_BY_ERROR:
         if isinstance(exc, error_type):
             extra = {"known_variants": exc.known} if isinstance(exc, UnknownVariantError) else {}
+            if status >= 500 and error_type is VitserveError:
+                break
             return JSONResponse(error_body(code, str(exc), **extra), status_code=status)
-    return JSONResponse(error_body("internal_error", str(exc)), status_code=500)
+    log.error("unmapped error", exc_info=exc)
+    return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
 
 
 def _http_handler(_: Request, exc: Exception) -> JSONResponse:
@@ -70,7 +95,16 @@ def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
                         status_code=422)
 
 
+def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unplanned: logged with its traceback, answered without internals."""
+    request_id = getattr(request.state, "request_id", None)
+    log.error("unexpected error (request %s)", request_id, exc_info=exc)
+    return JSONResponse(error_body("internal_error", "internal server error", request_id=request_id),
+                        status_code=500)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _unexpected_handler)
     app.add_exception_handler(VitserveError, _vitserve_handler)
     app.add_exception_handler(HTTPException, _http_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)

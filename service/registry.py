@@ -76,10 +76,23 @@ class ServingRegistry:
                 log.warning("%s unavailable: %s", name, served.error)
             self.variants[name] = served
 
+    def missing_required(self, required: str = "all") -> list[str]:
+        """Required variants ('all' = every loaded-or-failed one) that cannot serve."""
+        names = list(self.variants) if required.strip() in ("", "all") else [
+            n.strip() for n in required.split(",") if n.strip()]
+        return [n for n in names if n not in self.variants or not self.variants[n].available]
+
+    def is_ready(self, required: str = "all") -> bool:
+        return self.startup_error is None and bool(self.variants) and not self.missing_required(required)
+
     @property
     def ready(self) -> bool:
-        return self.startup_error is None and bool(self.variants) and all(
-            v.available for v in self.variants.values())
+        return self.is_ready()
+
+    @property
+    def degraded(self) -> dict[str, str]:
+        """Variants in the manifest that failed to load, with why; the others serve."""
+        return {name: v.error or "not loaded" for name, v in self.variants.items() if not v.available}
 
     def get(self, name: str) -> ServedVariant:
         if self.startup_error is not None:
@@ -119,7 +132,8 @@ class ServingRegistry:
             entry = served.entry
             out.append({
                 "name": name, "runtime": entry.get("runtime"), "summary": entry.get("summary"),
-                "available": served.available, "error": served.error, "size_mb": entry.get("size_mb"),
+                "available": served.available, "degraded": not served.available, "error": served.error,
+                "size_mb": entry.get("size_mb"),
                 "metrics": entry.get("metrics"), "build": entry.get("build"),
                 "load_seconds": served.load_seconds,
             })

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from build_models.preprocessing import MAX_IMAGE_PIXELS
 from build_models.threads import ThreadSettings
 
 
@@ -15,10 +16,17 @@ class ServiceSettings(BaseSettings):
 
     artifacts_dir: Path = Field(Path("artifacts"), description="folder holding manifest.json")
     variants: str = Field("all", description="'all' or a comma-separated subset to load")
+    required_variants: str = Field("all", description="variants that must serve for /health/ready to be 200 "
+                                   "('all' = every loaded variant); the others may be degraded")
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest accepted request body")
+    max_image_pixels: int = Field(MAX_IMAGE_PIXELS, gt=0, description="largest image (width x height) decoded")
     verify_sha256: bool = Field(True, description="check every artifact file against the manifest at start-up")
     threads: int = Field(0, ge=0, description="threads for every runtime (0 = all cores)")
     openvino_hint: str = Field("LATENCY", pattern="^(LATENCY|THROUGHPUT)$")
+    benchmark_enabled: bool = Field(False, description="serve /benchmark (off by default: it occupies variants)")
+    benchmark_token: str | None = Field(None, description="when set, /benchmark needs 'Authorization: Bearer <token>'")
+    benchmark_max_calls: int = Field(20_000, gt=0, description="total work one /benchmark may do: runs x batch "
+                                     "size x variants x modes")
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     build_if_missing: bool = Field(False, description="build the default profile when no manifest exists")

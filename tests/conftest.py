@@ -53,7 +53,8 @@ def client(smoke_artifacts: Path) -> Iterator:
     from service.app import create_app
     from service.settings import ServiceSettings
 
-    with TestClient(create_app(ServiceSettings(artifacts_dir=smoke_artifacts))) as test_client:
+    settings = ServiceSettings(artifacts_dir=smoke_artifacts, benchmark_enabled=True)
+    with TestClient(create_app(settings)) as test_client:
         yield test_client
 
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import hmac
 import threading
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from build_models.bench import BenchConfig, benchmark_many, reference_jpeg
 from build_models.hardware import machine_record
-from service.dependencies import get_registry
-from service.errors import BenchmarkBusyError
+from service.dependencies import get_registry, get_settings
+from service.errors import (
+    BenchmarkBusyError,
+    BenchmarkForbiddenError,
+    BenchmarkTooLargeError,
+    BenchmarkUnauthorizedError,
+)
 from service.registry import ServingRegistry
+from service.settings import ServiceSettings
 
 router = APIRouter(tags=["benchmark"])
 
@@ -31,13 +38,28 @@ class BenchmarkRequest(BaseModel):
     mode: Literal["model", "end_to_end", "both"] = "both"
 
 
-def run_benchmark(registry: ServingRegistry, request: BenchmarkRequest) -> dict[str, Any]:
+async def benchmark_access(request: Request, settings: ServiceSettings = Depends(get_settings)) -> None:
+    """/benchmark is off unless VITSERVE_BENCHMARK_ENABLED; with a token set, it needs that bearer token."""
+    if not settings.benchmark_enabled:
+        raise BenchmarkForbiddenError("the benchmark endpoint is disabled; set VITSERVE_BENCHMARK_ENABLED=true")
+    if settings.benchmark_token is not None:
+        sent = request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {settings.benchmark_token}".encode()):
+            raise BenchmarkUnauthorizedError("the benchmark endpoint needs 'Authorization: Bearer <token>'")
+
+
+def run_benchmark(registry: ServingRegistry, request: BenchmarkRequest, max_calls: int) -> dict[str, Any]:
     if not _one_at_a_time.acquire(blocking=False):
         raise BenchmarkBusyError("a benchmark is already running; try again when it has finished")
     try:
         names = registry.select_available(request.variants)
         if "plain" not in names and "plain" in registry.variants and registry.variants["plain"].available:
             names = ["plain", *names]  # speedups are relative to plain measured in the same call
+        modes = 2 if request.mode == "both" else 1
+        work = (request.runs + request.warmup) * request.batch_size * len(names) * modes
+        if work > max_calls:
+            raise BenchmarkTooLargeError(f"this benchmark would run {work} images (runs+warmup x batch x variants x "
+                                         f"modes); the limit is {max_calls} (VITSERVE_BENCHMARK_MAX_CALLS)")
         predictors = {name: p for name in names if (p := registry.get(name).predictor) is not None}
         config = BenchConfig(runs=request.runs, warmup=request.warmup, batch_size=request.batch_size,
                              mode=request.mode)
@@ -49,12 +71,14 @@ def run_benchmark(registry: ServingRegistry, request: BenchmarkRequest) -> dict[
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {"description": "a parameter is out of bounds"},
+    401: {"description": "a benchmark token is configured and the request does not carry it"},
+    403: {"description": "the benchmark endpoint is disabled (VITSERVE_BENCHMARK_ENABLED)"},
+    422: {"description": "a parameter is out of bounds, or the total work is over VITSERVE_BENCHMARK_MAX_CALLS"},
     429: {"description": "another benchmark is running"},
 }
 
 
-@router.get("/benchmark", responses=ERRORS)
+@router.get("/benchmark", responses=ERRORS, dependencies=[Depends(benchmark_access)])
 async def benchmark_get(
     variants: str = Query("all"),
     runs: int = Query(30, ge=1, le=MAX_RUNS),
@@ -62,13 +86,15 @@ async def benchmark_get(
     batch_size: int = Query(1, ge=1, le=MAX_BATCH),
     mode: Literal["model", "end_to_end", "both"] = Query("both"),
     registry: ServingRegistry = Depends(get_registry),
+    settings: ServiceSettings = Depends(get_settings),
 ) -> dict[str, Any]:
     request = BenchmarkRequest(variants=variants, runs=runs, warmup=warmup, batch_size=batch_size, mode=mode)
-    return await run_in_threadpool(run_benchmark, registry, request)
+    return await run_in_threadpool(run_benchmark, registry, request, settings.benchmark_max_calls)
 
 
-@router.post("/benchmark", responses=ERRORS)
+@router.post("/benchmark", responses=ERRORS, dependencies=[Depends(benchmark_access)])
 async def benchmark_post(
-    request: BenchmarkRequest, registry: ServingRegistry = Depends(get_registry)
+    request: BenchmarkRequest, registry: ServingRegistry = Depends(get_registry),
+    settings: ServiceSettings = Depends(get_settings),
 ) -> dict[str, Any]:
-    return await run_in_threadpool(run_benchmark, registry, request)
+    return await run_in_threadpool(run_benchmark, registry, request, settings.benchmark_max_calls)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -26,19 +26,37 @@ class Prediction(BaseModel):
 
 ERRORS = {
     400: {"description": "empty body or bytes that are not a decodable image"},
+    413: {"description": "body over the configured limit, or an image over the pixel limit"},
     404: {"description": "unknown variant; the body lists the known ones"},
-    413: {"description": "body over the configured limit"},
-    415: {"description": "neither multipart with `file` nor an image/* body"},
+    415: {"description": "neither multipart with `file` nor an image/* body, or an image format not accepted"},
     503: {"description": "the variant is built but could not be loaded"},
 }
 
 
-async def _image_bytes(request: Request, file: UploadFile | None) -> bytes:
-    if file is not None:
-        return await file.read()
+def _part_bytes(value: str) -> bytes:
+    """The bytes of a multipart part sent without a filename, which Starlette hands over as text.
+
+    Starlette decodes such a part as UTF-8, or as latin-1 when that fails; image bytes are never
+    valid UTF-8, so latin-1 gives them back exactly. A part that was valid UTF-8 is re-encoded so.
+    """
+    try:
+        raw = value.encode("latin-1")
+        raw.decode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    return raw if raw.isascii() else value.encode("utf-8")
+
+
+async def _image_bytes(request: Request) -> bytes:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type.startswith("multipart/form-data"):
-        raise UnsupportedMediaTypeError("multipart body without a `file` field")
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        part = form.get("file")
+        if part is None:
+            raise UnsupportedMediaTypeError("multipart body without a `file` field")
+        return _part_bytes(part) if isinstance(part, str) else await part.read()
     if not content_type.startswith(RAW_TYPES):
         raise UnsupportedMediaTypeError(
             f"unsupported content type {content_type or '(none)'!r}: send multipart/form-data with a "
@@ -48,20 +66,18 @@ async def _image_bytes(request: Request, file: UploadFile | None) -> bytes:
 
 @router.post(
     "/predict/{variant}", response_model=Prediction, responses=ERRORS,  # type: ignore[arg-type]
-    openapi_extra={"requestBody": {"content": {
+    openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "properties": {
             "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
         "image/*": {"schema": {"type": "string", "format": "binary"}},
     }}},
 )
 async def predict(
-    variant: str,
-    request: Request,
-    file: UploadFile | None = File(None, description="the image (multipart form field)"),
-    registry: ServingRegistry = Depends(get_registry),
+    variant: str, request: Request, registry: ServingRegistry = Depends(get_registry),
 ) -> Prediction:
     registry.get(variant)  # 404 / 503 before reading the body
-    image = decode_image(await _image_bytes(request, file))
+    max_pixels = request.app.state.settings.max_image_pixels
+    image = await run_in_threadpool(decode_image, await _image_bytes(request), max_pixels)
     probabilities, model_ms = await run_in_threadpool(registry.predict, variant, [image])
     names = registry.manifest.data.get("label_names") or [str(i) for i in range(probabilities.shape[1])]
     row = probabilities[0]

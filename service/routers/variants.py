@@ -13,12 +13,13 @@ router = APIRouter(tags=["variants"])
 
 
 @router.get("/variants")
-def variants(registry: ServingRegistry = Depends(get_registry)) -> dict[str, Any]:
+async def variants(registry: ServingRegistry = Depends(get_registry)) -> dict[str, Any]:
     manifest = registry.manifest.data
     return {
         "profile": manifest.get("profile"),
         "label_names": manifest.get("label_names"),
         "base_model": {k: v for k, v in manifest.get("base_model", {}).items() if k != "training"},
         "test_split": manifest.get("dataset", {}).get("split", {}).get("test"),
+        "degraded": registry.degraded,
         "variants": registry.describe(),
     }

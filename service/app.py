@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -11,14 +12,28 @@ from fastapi import FastAPI
 
 from build_models.errors import ManifestError
 from build_models.manifest import Manifest
+from service.batching import MicroBatcher
 from service.body_limit import BodySizeLimitMiddleware
 from service.errors import install_error_handlers
+from service.metrics import ServiceMetrics
 from service.registry import ServingRegistry
 from service.request_id import request_id_and_access_log
-from service.routers import benchmark, health, predict, variants
+from service.routers import benchmark, health, metrics, predict, variants
 from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+
+def start_batchers(registry: ServingRegistry, settings: ServiceSettings,
+                   metrics: ServiceMetrics) -> dict[str, MicroBatcher]:
+    batchers = {}
+    for name, served in registry.variants.items():
+        if served.available:
+            batcher = MicroBatcher(name, functools.partial(registry.predict, name), metrics,
+                                   settings.batch_size_for(name), settings.max_wait_ms, settings.queue_size)
+            batcher.start()
+            batchers[name] = batcher
+    return batchers
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -35,7 +50,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             log.error("no variants to serve: %s", exc)
             registry = ServingRegistry.empty(settings.artifacts_dir, str(exc))
         app.state.registry = registry
+        app.state.metrics.record_variants({name: v.available for name, v in registry.variants.items()})
+        app.state.batchers = start_batchers(registry, settings, app.state.metrics)
         yield
+        for batcher in app.state.batchers.values():
+            await batcher.stop()
 
     app = FastAPI(
         title="vitserve",
@@ -43,9 +62,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = ServiceMetrics()
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.middleware("http")(request_id_and_access_log)
     install_error_handlers(app)
-    for router in (predict.router, variants.router, health.router, benchmark.router):
+    for router in (predict.router, variants.router, health.router, benchmark.router, metrics.router):
         app.include_router(router)
     return app

@@ -19,6 +19,7 @@ from build_models.errors import (
     VariantUnavailableError,
     VitserveError,
 )
+from service.batching import DeadlineExceededError, QueueFullError
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,18 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (VariantUnavailableError, 503, "variant_unavailable"),
     (ArtifactIntegrityError, 503, "artifact_integrity"),
     (ManifestError, 503, "manifest_unavailable"),
+    (QueueFullError, 503, "queue_full"),
+    (DeadlineExceededError, 504, "deadline_exceeded"),
     (BenchmarkBusyError, 429, "benchmark_busy"),
     (BenchmarkForbiddenError, 403, "benchmark_disabled"),
     (BenchmarkUnauthorizedError, 401, "benchmark_unauthorized"),
     (BenchmarkTooLargeError, 422, "benchmark_too_large"),
     (VitserveError, 500, "internal_error"),
 ]
+
+
+def status_of(exc: Exception) -> int:
+    return next((status for error_type, status, _ in STATUS_BY_ERROR if isinstance(exc, error_type)), 500)
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -77,7 +84,8 @@ def _vitserve_handler(_: Request, exc: Exception) -> JSONResponse:
             extra = {"known_variants": exc.known} if isinstance(exc, UnknownVariantError) else {}
             if status >= 500 and error_type is VitserveError:
                 break
-            return JSONResponse(error_body(code, str(exc), **extra), status_code=status)
+            headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFullError) else None
+            return JSONResponse(error_body(code, str(exc), **extra), status_code=status, headers=headers)
     log.error("unmapped error", exc_info=exc)
     return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
 

@@ -113,15 +113,12 @@ class ServingRegistry:
             self.get(name)
         return [n for n in list_variants() if n in names]
 
-    def predict(self, name: str, images: Sequence[Image.Image]) -> tuple[np.ndarray, float]:
-        """Probabilities for ``images`` and the model time in ms (preprocess + forward, under the lock)."""
+    def predict(self, name: str, images: Sequence[Image.Image]) -> np.ndarray:
+        """Probabilities for ``images`` (preprocess + forward), under the variant's lock."""
         served = self.get(name)
         assert served.predictor is not None
         with served.lock:
-            started = time.perf_counter()
-            probabilities = served.predictor.predict_images(images)
-            elapsed_ms = (time.perf_counter() - started) * 1000
-        return probabilities, elapsed_ms
+            return served.predictor.predict_images(images)
 
     def describe(self) -> list[dict[str, Any]]:
         out = []

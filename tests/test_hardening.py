@@ -132,3 +132,26 @@ def test_benchmark_is_off_by_default_and_can_need_a_token(smoke_artifacts):
         auth = {"authorization": "Bearer s3cret"}
         assert guarded.get("/benchmark", params={"runs": 1, "warmup": 0}, headers=auth).status_code == 200
         _assert_error(guarded.get("/benchmark", params={"runs": 30}, headers=auth), 422, "benchmark_too_large")
+
+
+def test_metrics_count_requests_and_stages(client, test_split_jpegs):
+    jpeg = test_split_jpegs[0][1]
+    client.post("/predict/plain", content=jpeg, headers={"content-type": "image/jpeg"})
+    client.post("/predict/plain", content=b"junk", headers={"content-type": "image/jpeg"})
+    client.post("/predict/no-such-variant", content=jpeg, headers={"content-type": "image/jpeg"})
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for line in response.text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    assert samples['vitserve_requests_total{status="200",variant="plain"}'] >= 1
+    assert samples['vitserve_requests_total{status="400",variant="plain"}'] >= 1
+    assert not any("no-such-variant" in name for name in samples)
+    for stage in ("decode", "queue_wait", "inference", "total"):
+        assert samples[f'vitserve_request_stage_seconds_count{{stage="{stage}",variant="plain"}}'] >= 1
+    assert samples['vitserve_batch_size_count{variant="plain"}'] >= 1
+    assert samples['vitserve_queue_depth{variant="plain"}'] == 0
+    assert samples['vitserve_variant_loaded{variant="plain"}'] == 1
+    assert samples['vitserve_variant_degraded{variant="plain"}'] == 0

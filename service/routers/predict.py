@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from build_models.errors import VitserveError
 from build_models.preprocessing import decode_image
 from service.dependencies import get_registry
-from service.errors import UnsupportedMediaTypeError
+from service.errors import UnsupportedMediaTypeError, status_of
+from service.metrics import ServiceMetrics
 from service.registry import ServingRegistry
 
 router = APIRouter(tags=["predict"])
@@ -21,7 +23,8 @@ class Prediction(BaseModel):
     label: str = Field(description="the most probable class")
     score: float = Field(description="probability of `label`")
     probabilities: dict[str, float] = Field(description="probability of every class")
-    model_time_ms: float = Field(description="preprocessing + forward pass time, excluding decode and HTTP")
+    model_time_ms: float = Field(description="preprocessing + forward pass time of the batch this image ran in, "
+                                             "excluding decode, queueing and HTTP")
 
 
 ERRORS = {
@@ -75,12 +78,33 @@ async def _image_bytes(request: Request) -> bytes:
 async def predict(
     variant: str, request: Request, registry: ServingRegistry = Depends(get_registry),
 ) -> Prediction:
+    metrics: ServiceMetrics = request.app.state.metrics
+    status = 500
+    try:
+        with metrics.stage(variant, "total"):
+            prediction = await _predict(variant, request, registry, metrics)
+        status = 200
+        return prediction
+    except VitserveError as exc:
+        status = status_of(exc)
+        raise
+    except HTTPException as exc:
+        status = exc.status_code
+        raise
+    finally:
+        if variant in registry.variants:  # unknown names are not labels: they would grow without bound
+            metrics.requests.labels(variant, str(status)).inc()
+
+
+async def _predict(variant: str, request: Request, registry: ServingRegistry, metrics: ServiceMetrics) -> Prediction:
     registry.get(variant)  # 404 / 503 before reading the body
     max_pixels = request.app.state.settings.max_image_pixels
-    image = await run_in_threadpool(decode_image, await _image_bytes(request), max_pixels)
-    probabilities, model_ms = await run_in_threadpool(registry.predict, variant, [image])
-    names = registry.manifest.data.get("label_names") or [str(i) for i in range(probabilities.shape[1])]
-    row = probabilities[0]
+    data = await _image_bytes(request)
+    with metrics.stage(variant, "decode"):
+        image = await run_in_threadpool(decode_image, data, max_pixels)
+    settings = request.app.state.settings
+    row, model_ms = await request.app.state.batchers[variant].submit(image, settings.request_timeout_s)
+    names = registry.manifest.data.get("label_names") or [str(i) for i in range(len(row))]
     best = int(row.argmax())
     return Prediction(
         variant=variant, label=names[best], score=float(row[best]),

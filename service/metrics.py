@@ -1,0 +1,46 @@
+"""Prometheus metrics, one CollectorRegistry per app (so several apps in one process do not clash).
+
+Per variant: requests by status, latency histograms by stage (decode, queue wait, inference,
+total), batch sizes, queue depth, and loaded / degraded gauges. Served at GET /metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STAGES = ("decode", "queue_wait", "inference", "total")
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("vitserve_requests_total", "Prediction requests by variant and HTTP status",
+                                ["variant", "status"], registry=self.registry)
+        self.latency = Histogram("vitserve_request_stage_seconds", "Time per request stage",
+                                 ["variant", "stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("vitserve_batch_size", "Images per forward pass", ["variant"],
+                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
+        self.queue_depth = Gauge("vitserve_queue_depth", "Requests waiting for a variant", ["variant"],
+                                 registry=self.registry)
+        self.loaded = Gauge("vitserve_variant_loaded", "1 when the variant serves", ["variant"],
+                            registry=self.registry)
+        self.degraded = Gauge("vitserve_variant_degraded", "1 when the variant failed to load", ["variant"],
+                              registry=self.registry)
+
+    def record_variants(self, availability: dict[str, bool]) -> None:
+        for name, available in availability.items():
+            self.loaded.labels(name).set(1 if available else 0)
+            self.degraded.labels(name).set(0 if available else 1)
+
+    @contextmanager
+    def stage(self, variant: str, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.latency.labels(variant, stage).observe(time.perf_counter() - started)

@@ -1,0 +1,99 @@
+"""Micro-batching and admission control, through the real app (TestClient from several threads)."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import ServiceSettings
+
+
+def _metric(client, sample):
+    """The value of one exposition line, e.g. 'vitserve_batch_size_count{variant="plain"}' (0 if absent)."""
+    for line in client.get("/metrics").text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return 0.0
+
+
+def _post(client, variant, jpeg):
+    return client.post(f"/predict/{variant}", content=jpeg, headers={"content-type": "image/jpeg"})
+
+
+@pytest.fixture(scope="module")
+def jpegs(test_split_jpegs):
+    return [jpeg for _, jpeg in test_split_jpegs[:8]]
+
+
+def test_concurrent_requests_share_a_forward_pass_and_get_their_own_answers(smoke_artifacts, jpegs):
+    settings = ServiceSettings(artifacts_dir=smoke_artifacts, variants="plain,dynamic-quant", max_batch_size=8,
+                               max_wait_ms=300)
+    with TestClient(create_app(settings)) as client:
+        alone = [_post(client, "plain", jpeg).json()["probabilities"] for jpeg in jpegs]
+        before_count = _metric(client, 'vitserve_batch_size_count{variant="plain"}')
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(lambda j: _post(client, "plain", j), jpegs))
+        assert all(r.status_code == 200 for r in together)
+        for single, batched in zip(alone, together, strict=True):
+            np.testing.assert_allclose(list(batched.json()["probabilities"].values()), list(single.values()),
+                                       atol=1e-5)
+        batches = _metric(client, 'vitserve_batch_size_count{variant="plain"}') - before_count
+        assert 1 <= batches < len(jpegs)  # at least two requests shared one forward pass
+        # dynamic int8 scales activations per batch: it is never batched, so answers do not depend on neighbours
+        with ThreadPoolExecutor(8) as pool:
+            assert all(r.status_code == 200 for r in pool.map(lambda j: _post(client, "dynamic-quant", j), jpegs))
+        count = _metric(client, 'vitserve_batch_size_count{variant="dynamic-quant"}')
+        assert _metric(client, 'vitserve_batch_size_sum{variant="dynamic-quant"}') == count == len(jpegs)
+
+
+def _slow(client, seconds, started=None):
+    registry = client.app.state.registry
+    real = registry.predict
+
+    def slow_predict(name, images):
+        if started is not None:
+            started.set()
+        time.sleep(seconds)
+        return real(name, images)
+
+    registry.predict = slow_predict  # the batcher calls registry.predict through a partial: patch the bound one
+    for batcher in client.app.state.batchers.values():
+        batcher.run_batch = lambda images, n=batcher.name: slow_predict(n, images)
+
+
+def test_full_queue_gets_503_with_retry_after_and_deadline_gets_504(smoke_artifacts, jpegs):
+    settings = ServiceSettings(artifacts_dir=smoke_artifacts, variants="plain", max_batch_size=1, queue_size=1,
+                               request_timeout_s=0.3)
+    with TestClient(create_app(settings)) as client:
+        _slow(client, 0.5)
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda j: _post(client, "plain", j), jpegs[:6]))
+        codes = sorted(r.status_code for r in answers)
+        assert 503 in codes and 504 in codes and not any(c == 500 for c in codes), codes
+        full = next(r for r in answers if r.status_code == 503)
+        assert full.json()["error"]["code"] == "queue_full" and full.headers["retry-after"] == "1"
+        late = next(r for r in answers if r.status_code == 504)
+        assert late.json()["error"]["code"] == "deadline_exceeded"
+        time.sleep(1.5)
+        assert _post(client, "plain", jpegs[0]).status_code in (200, 504)  # the server keeps serving
+
+
+def test_health_and_metrics_answer_while_the_variant_is_busy(smoke_artifacts, jpegs):
+    settings = ServiceSettings(artifacts_dir=smoke_artifacts, variants="plain", max_batch_size=1)
+    with TestClient(create_app(settings)) as client:
+        started = threading.Event()
+        _slow(client, 2.0, started)
+        busy = threading.Thread(target=_post, args=(client, "plain", jpegs[0]))
+        busy.start()
+        assert started.wait(5)
+        t0 = time.perf_counter()
+        assert client.get("/health/live").status_code == 200
+        assert client.get("/health/ready").status_code == 200
+        assert client.get("/metrics").status_code == 200
+        assert time.perf_counter() - t0 < 1.0  # not queued behind the 2-second forward pass
+        busy.join()

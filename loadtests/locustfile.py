@@ -27,6 +27,7 @@ def add_options(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--images", type=str, env_var="LOCUST_IMAGES", default=DEFAULT_IMAGES)
     parser.add_argument("--wait-min", type=float, env_var="LOCUST_WAIT_MIN", default=0.1)
     parser.add_argument("--wait-max", type=float, env_var="LOCUST_WAIT_MAX", default=0.5)
+    parser.add_argument("--bad-ratio", type=float, env_var="LOCUST_BAD_RATIO", default=0.0)
 
 
 def parse_weights(spec: str) -> tuple[list[str], list[float]]:
@@ -58,6 +59,9 @@ class PredictUser(HttpUser):
     @task
     def predict(self) -> None:
         variant = random.choices(self.variants, weights=self.weights)[0]
+        if random.random() < self.environment.parsed_options.bad_ratio:
+            self.bad_request(variant)
+            return
         photo = random.choice(self.photos)
         with self.client.post(f"/predict/{variant}", files={"file": ("photo.jpg", photo, "image/jpeg")},
                               name=f"/predict/{variant}", catch_response=True) as response:
@@ -65,3 +69,34 @@ class PredictUser(HttpUser):
                 response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
             elif response.json().get("label") not in ("cat", "dog"):
                 response.failure("no label in the answer")
+
+    def bad_request(self, variant: str) -> None:
+        """A malformed request: it must get a 4xx JSON error, never a 5xx."""
+        kind, body, content_type = random.choice(BAD_INPUTS)
+        with self.client.post(f"/predict/{variant}", data=body, headers={"content-type": content_type},
+                              name=f"bad input: {kind}", catch_response=True) as response:
+            if 400 <= response.status_code < 500 and "error" in response.json():
+                response.success()
+            else:
+                response.failure(f"HTTP {response.status_code} for {kind}")
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+BAD_INPUTS = [
+    ("junk bytes", b"not an image at all" * 8, "image/jpeg"),
+    ("empty body", b"", "image/jpeg"),
+    ("truncated jpeg", b"\xff\xd8\xff\xe0" + b"\0" * 200, "image/jpeg"),
+    ("wrong content type", b"{}", "application/json"),
+    ("decompression bomb", _png_claiming(100_000, 100_000), "image/png"),
+    ("unaccepted format", b"P6\n2 2\n255\n" + b"\x80" * 12, "image/x-portable-pixmap"),
+]

@@ -52,18 +52,16 @@ def test_concurrent_requests_share_a_forward_pass_and_get_their_own_answers(smok
 
 
 def _slow(client, seconds, started=None):
+    """Make every variant's forward pass take ``seconds`` longer (the real pass still runs)."""
     registry = client.app.state.registry
-    real = registry.predict
-
-    def slow_predict(name, images):
-        if started is not None:
-            started.set()
-        time.sleep(seconds)
-        return real(name, images)
-
-    registry.predict = slow_predict  # the batcher calls registry.predict through a partial: patch the bound one
     for batcher in client.app.state.batchers.values():
-        batcher.run_batch = lambda images, n=batcher.name: slow_predict(n, images)
+        def slow_predict(images, name=batcher.name):
+            if started is not None:
+                started.set()
+            time.sleep(seconds)
+            return registry.predict(name, images)
+
+        batcher.run_batch = slow_predict
 
 
 def test_full_queue_gets_503_with_retry_after_and_deadline_gets_504(smoke_artifacts, jpegs):

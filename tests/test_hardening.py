@@ -89,12 +89,10 @@ def test_multipart_part_without_filename_is_read_as_the_image(client, test_split
 def test_unexpected_errors_are_json_500_with_a_request_id(smoke_artifacts, test_split_jpegs, monkeypatch):
     settings = ServiceSettings(artifacts_dir=smoke_artifacts, variants="plain")
     with TestClient(create_app(settings), raise_server_exceptions=False) as broken:
-        registry = broken.app.state.registry
-
         def explode(*_args, **_kwargs):
             raise RuntimeError("/secret/internal/path")
 
-        monkeypatch.setattr(registry, "predict", explode)
+        monkeypatch.setattr(broken.app.state.batchers["plain"], "run_batch", explode)
         response = broken.post("/predict/plain", content=test_split_jpegs[0][1], headers={"content-type": "image/jpeg"})
         error = _assert_error(response, 500, "internal_error")
         assert "secret" not in response.text and error["request_id"]

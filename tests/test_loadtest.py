@@ -18,3 +18,33 @@ def test_locust_headless_run_has_no_failures(smoke_artifacts, tmp_path, capsys):
     assert {"/predict/plain", "/predict/onnx"} <= set(rows)
     assert (out / "locust.html").stat().st_size > 0 and (out / "locust_stats.csv").exists()
     assert "/predict/plain" in printed
+
+
+def test_bad_inputs_scenario_gets_only_4xx_for_bad_requests(smoke_artifacts, tmp_path, capsys):
+    from loadtests.scenarios import main as scenario
+
+    code = scenario(["bad-inputs", "--artifacts", str(smoke_artifacts), "--variants", "plain,onnx", "--users", "3",
+                     "--run-time", "10s", "--images", str(DATASET), "--out", str(tmp_path), "--bad-ratio", "0.5",
+                     "--timeout", "120", "--ready-timeout", "120"])
+    printed = capsys.readouterr().out
+    summary = json.loads((tmp_path / "bad-inputs" / "summary.json").read_text())
+    rows = {row["name"]: row for row in summary["rows"]}
+    assert code == 0, printed
+    assert any(name.startswith("bad input:") for name in rows) and rows["/predict/plain"]["requests"] > 0
+    assert rows["Aggregated"]["failures"] == 0 and "0 5xx" in printed
+    assert summary["health_live_ms"]["count"] > 5
+
+
+def test_saturation_scenario_compares_batching_off_and_on(smoke_artifacts, tmp_path, capsys):
+    from loadtests.scenarios import main as scenario
+
+    code = scenario(["saturation", "--artifacts", str(smoke_artifacts), "--variants", "plain", "--users", "8",
+                     "--run-time", "8s", "--images", str(DATASET), "--out", str(tmp_path), "--timeout", "120",
+                     "--ready-timeout", "120"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    for batch in (1, 8):
+        summary = json.loads((tmp_path / f"saturation-batch{batch}" / "summary.json").read_text())
+        assert summary["service_env"]["VITSERVE_MAX_BATCH_SIZE"] == str(batch)
+        assert {r["name"]: r for r in summary["rows"]}["Aggregated"]["failures"] == 0
+    assert "/predict/plain" in printed and "5xx: 0" in printed

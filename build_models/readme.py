@@ -59,11 +59,24 @@ def render(kind: str, report: dict[str, Any]) -> str:
     raise ValueError(f"unknown generated block kind {kind!r}")
 
 
+def render_load(result: dict[str, Any]) -> str:
+    """A load scenario's printed figures (docs/load-<scenario>.json) as a table and notes."""
+    table = result["table"]
+    columns = list(table[0]) if table else []
+    lines = [f"`{result['scenario']}`: {result['command']}", "", "| " + " | ".join(columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in table]
+    return "\n".join(lines + [""] + [f"- {note}" for note in result["notes"]])
+
+
 def regenerate(readme: str, docs: Path) -> str:
     def replace(match: re.Match[str]) -> str:
-        kind, profile = match.group(2), match.group(3)
-        report = json.loads((docs / f"report-{profile}.json").read_text())
-        return f"{match.group(1)}{render(kind, report)}\n{match.group(5)}"
+        kind, name = match.group(2), match.group(3)
+        if kind == "load":
+            body = render_load(json.loads((docs / f"load-{name}.json").read_text()))
+        else:
+            body = render(kind, json.loads((docs / f"report-{name}.json").read_text()))
+        return f"{match.group(1)}{body}\n{match.group(5)}"
 
     return BLOCK.sub(replace, readme)
 
@@ -81,13 +94,17 @@ def publish(artifacts: Path, docs: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m build_models.readme", description=__doc__)
-    p.add_argument("action", choices=("publish", "check", "write"))
+    p.add_argument("action", choices=("publish", "publish-load", "check", "write"))
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--readme", type=Path, default=ROOT / "README.md")
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
     args = p.parse_args(argv)
     if args.action == "publish":
         print(f"published profile {publish(args.artifacts, args.docs)} to {args.docs}")
+    if args.action == "publish-load":  # --artifacts names the scenarios' --out folder here
+        for result in sorted(Path(args.artifacts).glob("*.json")):
+            shutil.copy2(result, args.docs / f"load-{result.name}")
+            print(f"published {result.name}")
     current = args.readme.read_text()
     generated = regenerate(current, args.docs)
     if args.action == "check":

@@ -1,9 +1,11 @@
 """Fine-tuning / from-scratch training of an image classifier on pre-decoded uint8 pixels.
 
-AdamW with linear warmup and cosine decay over a time budget (or an epoch count), label
-smoothing, batch-level random-resized-crop / flip / brightness-contrast augmentation,
-optional distillation from a teacher, checkpoint selection on the validation split, a tqdm
-bar with loss and validation accuracy, and resumable state saved as safetensors + JSON.
+AdamW with linear warmup and cosine decay over an epoch count (or a time budget), label
+smoothing, per-sample random-resized-crop / flip / brightness-contrast augmentation, and
+distillation from a teacher: either one run on each augmented batch (``TrainData.teacher``) or
+cached teacher feature maps read for the same crops (``TrainData.targets``: logits + per-token
+features). Checkpoint selection on the validation split, a tqdm bar with loss and validation
+accuracy, resumable state saved as safetensors + JSON, every step seeded by its index.
 """
 
 from __future__ import annotations
@@ -59,12 +61,6 @@ class TrainResult:
 
 
 Logits = Callable[[torch.Tensor], torch.Tensor]
-
-
-def augment(batch: torch.Tensor, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Per-sample random-resized-crop, horizontal flip and brightness/contrast on NCHW floats."""
-    return color_jitter(warp(batch, random_thetas(batch.shape[0], config.crop_scale_min, generator)),
-                        config.color_jitter, generator)
 
 
 def to_model_input(pixels_hwc: np.ndarray, config: PreprocessConfig) -> torch.Tensor:

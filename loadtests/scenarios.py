@@ -109,23 +109,40 @@ def five_hundreds(summary: dict[str, Any], out: Path) -> int:
     return sum(1 for line in failures.read_text().splitlines() if "HTTP 5" in line)
 
 
+def write_result(args: argparse.Namespace, scenario: str, command: str, table: list[dict[str, Any]],
+                 notes: list[str]) -> None:
+    """<out>/<scenario>.json: the printed figures as rows, for docs/ and the README generator."""
+    result = {"scenario": scenario, "command": command, "table": table, "notes": notes}
+    (Path(args.out) / f"{scenario}.json").write_text(json.dumps(result, indent=2))
+
+
 def saturation(args: argparse.Namespace) -> int:
     runs = {batch: run_load(args, f"saturation-batch{batch}", {"VITSERVE_MAX_BATCH_SIZE": str(batch),
                                                                   "VITSERVE_MAX_WAIT_MS": str(args.max_wait_ms)})
             for batch in (1, args.max_batch)}
     off, on = (({r["name"]: r for r in runs[b]["rows"]}) for b in (1, args.max_batch))
-    header = ("variant", "req/s off", "req/s on", "ratio", "p99 off", "p99 on", "ratio")
-    print(f"{header[0]:28s} " + " ".join(f"{h:>9s}" for h in header[1:]))
-    for name in off:
-        a, b = off[name], on.get(name, {})
-        if not b:
-            continue
-        print(f"{name:28s} {a['rps']:9.1f} {b['rps']:9.1f} {b['rps'] / max(a['rps'], 1e-9):9.2f} "
-              f"{a['p99_ms']:9.0f} {b['p99_ms']:9.0f} {b['p99_ms'] / max(a['p99_ms'], 1e-9):9.2f}")
-    for batch, run in runs.items():
-        print(f"max batch {batch}: /health/live during the run {run['health_live_ms']}, "
-              f"5xx: {five_hundreds(run, Path(args.out))}")
+    batch = args.max_batch
+    table = [{"name": name, "req/s batch 1": round(a["rps"], 1), f"req/s batch {batch}": round(b["rps"], 1),
+              "throughput ratio": round(b["rps"] / max(a["rps"], 1e-9), 2), "p99 ms batch 1": a["p99_ms"],
+              f"p99 ms batch {batch}": b["p99_ms"], "p99 ratio": round(b["p99_ms"] / max(a["p99_ms"], 1e-9), 2),
+              "failures": a["failures"] + b["failures"]}
+             for name, a in off.items() if (b := on.get(name))]
+    print_table(table)
+    notes = [f"max batch {size}: /health/live sampled every 0.25 s during the run: {run['health_live_ms']} ms; "
+             f"5xx: {five_hundreds(run, Path(args.out))}" for size, run in runs.items()]
+    print("\n".join(notes))
+    write_result(args, "saturation", f"{args.users} users, no think time, {args.run_time} per setting, "
+                 f"variants {args.variants}, max wait {args.max_wait_ms} ms", table, notes)
     return 0
+
+
+def print_table(table: list[dict[str, Any]]) -> None:
+    if not table:
+        return
+    columns = list(table[0])
+    print(" | ".join(columns))
+    for row in table:
+        print(" | ".join(str(row[c]) for c in columns))
 
 
 def soak(args: argparse.Namespace) -> int:
@@ -134,9 +151,12 @@ def soak(args: argparse.Namespace) -> int:
     warm = [rss for t, rss in samples if t >= args.warmup_s]
     growth = (warm[-1] - warm[0]) / warm[0] if len(warm) >= 2 else float("nan")
     aggregated = next(r for r in run["rows"] if r["name"] == "Aggregated")
-    print(f"soak: {aggregated['requests']} requests, {aggregated['failures']} failures, "
-          f"5xx: {five_hundreds(run, Path(args.out))}; RSS after {args.warmup_s:.0f} s warm-up {warm[0]:.0f} MB, "
-          f"at the end {warm[-1]:.0f} MB: growth {growth:+.1%}")
+    table = [{"requests": aggregated["requests"], "failures": aggregated["failures"],
+              "5xx": five_hundreds(run, Path(args.out)), f"RSS MB at {args.warmup_s:.0f} s": round(warm[0]),
+              "RSS MB at the end": round(warm[-1]), "RSS growth": f"{growth:+.1%}",
+              "/health/live p99 ms": run["health_live_ms"].get("p99")}]
+    print_table(table)
+    write_result(args, "soak", f"{args.users} users, {args.run_time}, variants {args.variants}", table, [])
     return 0 if aggregated["failures"] == 0 else 1
 
 
@@ -147,6 +167,9 @@ def bad_inputs(args: argparse.Namespace) -> int:
     fives = five_hundreds(run, Path(args.out))
     failures = next(r for r in run["rows"] if r["name"] == "Aggregated")["failures"]
     print(f"bad inputs: {failures} failures, {fives} 5xx")
+    table = [{"name": r["name"], "requests": r["requests"], "failures": r["failures"]} for r in run["rows"]]
+    write_result(args, "bad-inputs", f"{args.users} users, {args.run_time}, {args.bad_ratio:.0%} malformed",
+                 table, [f"{failures} failures, {fives} 5xx"])
     return 0 if failures == 0 and fives == 0 else 1
 
 

@@ -86,10 +86,6 @@ class ServingRegistry:
         return self.startup_error is None and bool(self.variants) and not self.missing_required(required)
 
     @property
-    def ready(self) -> bool:
-        return self.is_ready()
-
-    @property
     def degraded(self) -> dict[str, str]:
         """Variants in the manifest that failed to load, with why; the others serve."""
         return {name: v.error or "not loaded" for name, v in self.variants.items() if not v.available}

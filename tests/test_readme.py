@@ -19,3 +19,10 @@ def test_every_block_has_a_report_and_a_hand_edit_is_caught():
     row = next(line for line in table.splitlines() if line.startswith("| plain |"))
     edited = readme.replace(row, row.replace("| plain |", "| plain (typed) |"))
     assert regenerate(edited, ROOT / "docs") == readme
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    from build_models.plot import pareto_front
+
+    points = [(1.0, 0.50), (2.0, 0.60), (3.0, 0.55), (0.5, 0.40), (2.5, 0.60)]
+    assert pareto_front(points) == [3, 0, 1]  # (3.0, 0.55) and (2.5, 0.60) are dominated by (2.0, 0.60)

@@ -65,3 +65,12 @@ def test_scratch_presets_and_bad_sources():
         BaseModelSource.parse("scratch:huge")
     with pytest.raises(BaseModelError, match="unreachable"):
         load_base_model(BaseModelSource.parse("google/vit-base-patch16-224"), LABELS, seed=0)
+
+
+def test_device_choice_without_a_gpu():
+    from build_models.cli import resolve_device
+
+    assert not torch.cuda.is_available()  # these machines have no GPU; the cuda path is exercised where one exists
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        resolve_device("cuda")

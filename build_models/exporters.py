@@ -41,6 +41,46 @@ def export_openvino(model_dir: Path, out_dir: Path) -> Path:
     return out_dir / OPENVINO_XML
 
 
+def export_onnx_eager(model_dir: Path, out_dir: Path) -> Path:
+    """``torch.onnx.export`` of the classifier loaded eagerly, for models optimum cannot export.
+
+    optimum traces a model it first builds on the meta device; a ViT saved with pruned heads runs
+    ``prune_heads`` (``torch.nonzero``) while it is built, which meta tensors refuse.
+    """
+    import torch
+    from transformers import AutoModelForImageClassification
+
+    from build_models.preprocessing import PreprocessConfig
+
+    model = AutoModelForImageClassification.from_pretrained(str(model_dir)).eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+            return self.model(pixel_values=pixel_values).logits
+
+    pre = PreprocessConfig.from_dir(model_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(Logits().eval(), (torch.zeros(1, 3, pre.height, pre.width),), str(out_dir / ONNX_FILE),
+                      input_names=["pixel_values"], output_names=["logits"], opset_version=17, dynamo=False,
+                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+    copy_model_metadata(model_dir, out_dir)
+    return out_dir / ONNX_FILE
+
+
+def onnx_to_openvino(onnx_file: Path, out_dir: Path) -> Path:
+    """OpenVINO IR (fp32 weights) converted from an ONNX file by ``openvino.convert_model``."""
+    import openvino as ov
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov.convert_model(str(onnx_file)), str(out_dir / OPENVINO_XML), compress_to_fp16=False)
+    copy_model_metadata(onnx_file.parent, out_dir)
+    return out_dir / OPENVINO_XML
+
+
 def ort_session_options(intra_op: int, inter_op: int):  # type: ignore[no-untyped-def]
     import onnxruntime as ort
 

@@ -7,13 +7,22 @@ with the fp32 model on validation images is kept, and the manifest records all o
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from build_models.context import BuildContext
-from build_models.exporters import ONNX_FILE, OPENVINO_XML, copy_model_metadata, export_onnx, export_openvino
+from build_models.exporters import (
+    ONNX_FILE,
+    OPENVINO_XML,
+    copy_model_metadata,
+    export_onnx,
+    export_onnx_eager,
+    export_openvino,
+    onnx_to_openvino,
+)
 from build_models.int8 import (
     CALIBRATION_IMAGES,
     CHOICE_IMAGES,
@@ -30,6 +39,8 @@ from build_models.predictor import Predictor
 from build_models.threads import ThreadSettings
 from build_models.variants.onnx import OnnxSessionPredictor
 from build_models.variants.openvino import OpenVinoPredictor
+
+log = logging.getLogger(__name__)
 
 
 def quantize_onnx_candidates(ctx: BuildContext, fp32_onnx: Any) -> list[Candidate]:
@@ -54,18 +65,30 @@ def build_int8_from_onnx(ctx: BuildContext, fp32_onnx: Any, candidates: list[Can
             "calibration_images": CALIBRATION_IMAGES, "choice_images": choice_images}
 
 
+def export_fp32(ctx: BuildContext, source_dir: Path) -> tuple[Path, Path, str]:
+    """fp32 ONNX and OpenVINO IR of ``source_dir``: optimum's exporters, or the eager torch exporter
+    when optimum cannot load the model (logged and recorded)."""
+    try:
+        return (export_onnx(source_dir, ctx.work_dir / "fp32"), export_openvino(source_dir, ctx.work_dir / "fp32_ov"),
+                "optimum")
+    except Exception as exc:  # noqa: BLE001 - the fallback is recorded in the manifest
+        log.warning("optimum could not export %s (%s: %s); using torch.onnx.export on the eager model",
+                    source_dir.name, type(exc).__name__, str(exc).splitlines()[0][:200])
+        fp32_onnx = export_onnx_eager(source_dir, ctx.work_dir / "fp32_eager")
+        return fp32_onnx, onnx_to_openvino(fp32_onnx, ctx.work_dir / "fp32_ov_eager"), "torch.onnx.export (eager)"
+
+
 def build_fastest_int8(ctx: BuildContext, source_dir: Path) -> dict[str, Any]:
     """ORT static, ORT dynamic and OpenVINO NNCF int8 of ``source_dir``; the fastest agreeing one kept."""
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    fp32_onnx = export_onnx(source_dir, ctx.work_dir / "fp32")
-    fp32_xml = export_openvino(source_dir, ctx.work_dir / "fp32_ov")
+    fp32_onnx, fp32_xml, exporter = export_fp32(ctx, source_dir)
     candidates = quantize_onnx_candidates(ctx, fp32_onnx)
     calibration = ctx.calibration_batch(CALIBRATION_IMAGES)
     candidates.append(Candidate("openvino-nncf", nncf_int8(fp32_xml, ctx.work_dir / "nncf" / OPENVINO_XML,
                                                            calibration), "openvino"))
     facts = build_int8_from_onnx(ctx, fp32_onnx, candidates)
     copy_model_metadata(source_dir, ctx.out_dir)
-    return facts
+    return {**facts, "fp32_exporter": exporter}
 
 
 class AnyRuntimeInt8Predictor(Predictor):

@@ -215,3 +215,30 @@ def test_stacked_pruned_int8_agrees_with_its_pruned_source(manifest):
     assert kept["agreement_with_fp32"] >= 0.95, build["candidates"]
     assert entry["size_mb"] < 0.5 * manifest.variants["pruned-structured"]["size_mb"]
     assert abs(entry["metrics"]["accuracy"] - manifest.variants["pruned-structured"]["metrics"]["accuracy"]) <= 0.03
+
+
+def test_eager_export_handles_a_vit_with_pruned_heads(tmp_path):
+    """optimum cannot export a ViT saved with pruned heads (the offline build's pruned-structured);
+    the eager fallback of pruned-int8 must, with the same logits in ONNX Runtime and OpenVINO."""
+    import onnxruntime as ort
+    import openvino as ov
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from build_models.base_model import SCRATCH_PRESETS, label_maps
+    from build_models.exporters import export_onnx_eager, onnx_to_openvino
+    from build_models.preprocessing import PreprocessConfig
+
+    torch.manual_seed(0)
+    model = ViTForImageClassification(ViTConfig(**SCRATCH_PRESETS["tiny"], **label_maps(["cat", "dog"]))).eval()
+    model.prune_heads({0: [1]})
+    model.save_pretrained(str(tmp_path / "pruned"))
+    PreprocessConfig(32, 32).save(tmp_path / "pruned")
+    onnx_file = export_onnx_eager(tmp_path / "pruned", tmp_path / "onnx")
+    xml = onnx_to_openvino(onnx_file, tmp_path / "ov")
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = ViTForImageClassification.from_pretrained(str(tmp_path / "pruned"))(pixel_values=x).logits.numpy()
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"pixel_values": x.numpy()})[0], expected, atol=1e-4)
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    np.testing.assert_allclose(compiled(x.numpy())[0], expected, atol=1e-4)

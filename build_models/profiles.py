@@ -62,7 +62,7 @@ def _profiles() -> dict[str, BuildProfile]:
             base_model="scratch:small",
             train=TrainConfig(minutes=None, epochs=12.0, batch_size=64, lr=5e-4, warmup_steps=300,
                               crop_scale_min=0.35, eval_every_steps=500, feature_weight=1.0),
-            options={"distill_epochs": 2.0, "prune_recovery_epochs": 1.0},
+            options={"distill_epochs": 1.0, "prune_recovery_epochs": 1.0},
             teacher=TeacherConfig(resolution=224),
         ),
         "seed": BuildProfile(

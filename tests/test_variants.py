@@ -242,3 +242,15 @@ def test_eager_export_handles_a_vit_with_pruned_heads(tmp_path):
     np.testing.assert_allclose(session.run(None, {"pixel_values": x.numpy()})[0], expected, atol=1e-4)
     compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     np.testing.assert_allclose(compiled(x.numpy())[0], expected, atol=1e-4)
+
+
+def test_parameter_count_of_a_vit_with_pruned_heads(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    from build_models.base_model import SCRATCH_PRESETS, label_maps
+    from build_models.context import parameter_count
+
+    model = ViTForImageClassification(ViTConfig(**SCRATCH_PRESETS["tiny"], **label_maps(["cat", "dog"])))
+    model.prune_heads({0: [1]})
+    model.save_pretrained(str(tmp_path))
+    assert parameter_count(tmp_path) == sum(p.numel() for p in model.parameters())

@@ -30,6 +30,7 @@ class BenchConfig:
     batch_size: int = 1
     mode: str = "both"  # "model", "end_to_end" or "both"
     rounds: int = 5  # interleaved rounds: every variant is timed in each, so drift hits all alike
+    settle_ms: float = 50.0  # pause before each variant's slice: other runtimes' spinning threads go idle
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -130,8 +131,11 @@ def benchmark_many(
         runs = config.runs // rounds + (1 if round_index < config.runs % rounds else 0)
         for name in predictors:
             held = functools.partial(guard, name) if guard else contextlib.nullcontext
+            time.sleep(config.settle_ms / 1000)
             for mode in config.modes:
-                warmup = config.warmup if round_index == 0 else 0
+                # One untimed call per slice: the previous variant's runtime (ONNX Runtime, TF and
+                # OpenMP spin-wait) must not be timed as this one's cost.
+                warmup = config.warmup if round_index == 0 else 1
                 samples[name, mode] += time_calls(calls[name, mode], runs, warmup, held)
     results: dict[str, dict[str, Any]] = {
         name: {mode: summarize(samples[name, mode], config.batch_size).as_dict() for mode in config.modes}

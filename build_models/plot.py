@@ -20,17 +20,20 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 def _place_labels(ax: Any, xy: list[tuple[float, float]], names: list[str]) -> None:
     """Greedy placement in display space: try offsets around each point, keep the first free box."""
+    from matplotlib.text import Text
+
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     taken: list[Any] = []
-    offsets = [(6, 6), (6, -12), (-6, 6), (-6, -12), (8, 16), (8, -22), (-8, 16), (-8, -22), (14, 28), (14, -34)]
+    offsets = [(dx, dy) for dy in (6, -12, 18, -24, 30, -36, 42, -48, 56, -62) for dx in (6, -6)]
     for (x, y), name in sorted(zip(xy, names, strict=True), key=lambda p: -p[0][1]):
         for dx, dy in offsets:
             label = ax.annotate(name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=8,
                                 ha="left" if dx > 0 else "right",
                                 arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.5"})
-            box = label.get_window_extent(renderer).expanded(1.05, 1.15)
+            label.update_positions(renderer)
+            box = Text.get_window_extent(label, renderer).expanded(1.1, 1.2)  # the text only, not its leader
             if not any(box.overlaps(other) for other in taken):
                 taken.append(box)
                 break
@@ -63,6 +66,10 @@ def write_plot(rows: list[dict[str, Any]], path: Path, profile: str = "") -> boo
     front = pareto_front(xy)
     ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "--", color="0.3", lw=1, label="Pareto front")
     ax.set_xscale("log")
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.set_xlabel("model latency, 1 image, p50 (ms, log scale)")
     ax.set_ylabel("F1 on the test split")
     ax.set_title(f"Latency vs F1{f' ({profile} profile)' if profile else ''}; marker area = size on disk")

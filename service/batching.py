@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -35,6 +35,13 @@ class QueueFullError(VitserveError):
 
 class DeadlineExceededError(VitserveError):
     """The request waited and ran longer than the configured deadline."""
+
+
+class ClientGoneError(VitserveError):
+    """The client disconnected while its request waited; its work was dropped."""
+
+
+POLL_S = 0.05  # how often a waiting request checks that its client is still there
 
 
 @dataclass
@@ -64,18 +71,25 @@ class MicroBatcher:
             await asyncio.gather(self.task, return_exceptions=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, image: Image.Image, timeout_s: float) -> tuple[np.ndarray, float]:
-        """Probabilities for one image and its batch's forward time in ms; raises QueueFullError (503)
-        or DeadlineExceededError (504)."""
+    async def submit(self, image: Image.Image, timeout_s: float,
+                     client_gone: Callable[[], Awaitable[bool]] | None = None) -> tuple[np.ndarray, float]:
+        """Probabilities for one image and its batch's forward time in ms; raises QueueFullError (503),
+        DeadlineExceededError (504) or ClientGoneError (the client disconnected while waiting)."""
         if self.queue.qsize() >= self.queue_size:
             raise QueueFullError(self.name, retry_after_s=1)
         item = _Item(image, asyncio.get_running_loop().create_future())
         self.queue.put_nowait(item)
         self.metrics.queue_depth.labels(self.name).set(self.queue.qsize())
+        deadline = time.perf_counter() + timeout_s
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), timeout_s)
-        except TimeoutError as exc:
-            raise DeadlineExceededError(f"no answer from {self.name!r} within {timeout_s:g} s") from exc
+            while not item.future.done():
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    raise DeadlineExceededError(f"no answer from {self.name!r} within {timeout_s:g} s")
+                await asyncio.wait({item.future}, timeout=min(POLL_S, remaining))
+                if not item.future.done() and client_gone is not None and await client_gone():
+                    raise ClientGoneError(f"the client left before {self.name!r} answered; its work was dropped")
+            return item.future.result()
         finally:
             if not item.future.done():
                 item.future.cancel()  # dropped by the worker if it has not run yet

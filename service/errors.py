@@ -19,7 +19,7 @@ from build_models.errors import (
     VariantUnavailableError,
     VitserveError,
 )
-from service.batching import DeadlineExceededError, QueueFullError
+from service.batching import ClientGoneError, DeadlineExceededError, QueueFullError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (ManifestError, 503, "manifest_unavailable"),
     (QueueFullError, 503, "queue_full"),
     (DeadlineExceededError, 504, "deadline_exceeded"),
+    (ClientGoneError, 499, "client_closed_request"),
     (BenchmarkBusyError, 429, "benchmark_busy"),
     (BenchmarkForbiddenError, 403, "benchmark_disabled"),
     (BenchmarkUnauthorizedError, 401, "benchmark_unauthorized"),

@@ -95,3 +95,38 @@ def test_health_and_metrics_answer_while_the_variant_is_busy(smoke_artifacts, jp
         assert client.get("/metrics").status_code == 200
         assert time.perf_counter() - t0 < 1.0  # not queued behind the 2-second forward pass
         busy.join()
+
+
+def test_work_for_a_client_that_left_is_dropped_before_it_runs():
+    import asyncio
+
+    from PIL import Image
+
+    from service.batching import ClientGoneError, MicroBatcher
+    from service.metrics import ServiceMetrics
+
+    ran: list[int] = []
+
+    def run_batch(images):
+        time.sleep(0.3)
+        ran.append(len(images))
+        return np.zeros((len(images), 2), dtype=np.float32)
+
+    async def scenario():
+        batcher = MicroBatcher("v", run_batch, ServiceMetrics(), max_batch_size=1, max_wait_ms=0, queue_size=8)
+        batcher.start()
+        image = Image.new("RGB", (8, 8))
+        first = asyncio.create_task(batcher.submit(image, 5.0))  # occupies the worker for 0.3 s
+        await asyncio.sleep(0.05)
+
+        async def gone():
+            return True
+
+        with pytest.raises(ClientGoneError):
+            await batcher.submit(image, 5.0, client_gone=gone)  # waits behind the first, then its client leaves
+        await first
+        await asyncio.sleep(0.4)
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert ran == [1]  # only the first request ever ran

@@ -103,7 +103,8 @@ async def _predict(variant: str, request: Request, registry: ServingRegistry, me
     with metrics.stage(variant, "decode"):
         image = await run_in_threadpool(decode_image, data, max_pixels)
     settings = request.app.state.settings
-    row, model_ms = await request.app.state.batchers[variant].submit(image, settings.request_timeout_s)
+    row, model_ms = await request.app.state.batchers[variant].submit(image, settings.request_timeout_s,
+                                                                     request.is_disconnected)
     names = registry.manifest.data.get("label_names") or [str(i) for i in range(len(row))]
     best = int(row.argmax())
     return Prediction(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
@@ -79,10 +81,9 @@ async def predict(
     variant: str, request: Request, registry: ServingRegistry = Depends(get_registry),
 ) -> Prediction:
     metrics: ServiceMetrics = request.app.state.metrics
-    status = 500
+    status, started = 500, time.perf_counter()
     try:
-        with metrics.stage(variant, "total"):
-            prediction = await _predict(variant, request, registry, metrics)
+        prediction = await _predict(variant, request, registry, metrics)
         status = 200
         return prediction
     except VitserveError as exc:
@@ -94,6 +95,7 @@ async def predict(
     finally:
         if variant in registry.variants:  # unknown names are not labels: they would grow without bound
             metrics.requests.labels(variant, str(status)).inc()
+            metrics.latency.labels(variant, "total").observe(time.perf_counter() - started)
 
 
 async def _predict(variant: str, request: Request, registry: ServingRegistry, metrics: ServiceMetrics) -> Prediction:

@@ -156,7 +156,8 @@ def soak(args: argparse.Namespace) -> int:
               "RSS MB at the end": round(warm[-1]), "RSS growth": f"{growth:+.1%}",
               "/health/live p99 ms": run["health_live_ms"].get("p99")}]
     print_table(table)
-    write_result(args, "soak", f"{args.users} users, {args.run_time}, variants {args.variants}", table, [])
+    write_result(args, "soak", f"{args.users} users, {args.run_time}, think time 0-{args.wait_max:g} s, variants "
+                 f"{args.variants}", table, [])
     return 0 if aggregated["failures"] == 0 else 1
 
 

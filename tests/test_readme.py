@@ -13,8 +13,11 @@ def test_every_block_has_a_report_and_a_hand_edit_is_caught():
     readme = (ROOT / "README.md").read_text()
     blocks = BLOCK.findall(readme)
     assert {(kind, profile) for _, kind, profile, _, _ in blocks} >= {("table", "offline"), ("facts", "offline")}
-    for _, _, profile, _, _ in blocks:
-        assert json.loads((ROOT / "docs" / f"report-{profile}.json").read_text())["profile"] == profile
+    for _, kind, name, _, _ in blocks:
+        if kind == "load":
+            assert json.loads((ROOT / "docs" / f"load-{name}.json").read_text())["scenario"] == name
+        else:
+            assert json.loads((ROOT / "docs" / f"report-{name}.json").read_text())["profile"] == name
     table = next(body for _, kind, profile, body, _ in blocks if (kind, profile) == ("table", "offline"))
     row = next(line for line in table.splitlines() if line.startswith("| plain |"))
     edited = readme.replace(row, row.replace("| plain |", "| plain (typed) |"))

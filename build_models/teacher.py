@@ -42,7 +42,6 @@ class TeacherConfig:
     head_l2: float = 1e-3  # L2 penalty of the logistic-regression head on standardised features
     normalisation_check_images: int = 1000  # validation images for the zero-shot normalisation check
     batch_size: int = 64
-    seed: int = 0
 
 
 @dataclass

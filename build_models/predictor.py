@@ -49,9 +49,18 @@ class Predictor(ABC):
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
         return preprocess(images, self.preprocess_config)
 
+    def predict_logits(self, inputs: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+        """Logits [N, num_labels] for RGB images (shared preprocessing) and/or preprocessed CHW float32 arrays."""
+        if all(isinstance(item, Image.Image) for item in inputs):
+            batch = self.preprocess(inputs)  # type: ignore[arg-type]
+        else:
+            batch = np.stack([item if isinstance(item, np.ndarray) else self.preprocess([item])[0]
+                              for item in inputs]).astype(np.float32, copy=False)
+        return np.asarray(self.forward(batch), dtype=np.float32)
+
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """RGB images -> class probabilities [N, num_labels]."""
-        return softmax(np.asarray(self.forward(self.preprocess(images)), dtype=np.float32))
+        return softmax(self.predict_logits(images))
 
 
 class TorchPredictor(Predictor):

@@ -69,11 +69,19 @@ def render_load(result: dict[str, Any]) -> str:
     return "\n".join(lines + [""] + [f"- {note}" for note in result["notes"]])
 
 
+def render_key_values(result: dict[str, Any]) -> str:
+    """A flat result (docs/container-<name>.json, written by deploy/container_test.sh) as a two-column table."""
+    lines = ["| figure | value |", "|---|---|"]
+    return "\n".join(lines + [f"| {key} | {value} |" for key, value in result.items()])
+
+
 def regenerate(readme: str, docs: Path) -> str:
     def replace(match: re.Match[str]) -> str:
         kind, name = match.group(2), match.group(3)
         if kind == "load":
             body = render_load(json.loads((docs / f"load-{name}.json").read_text()))
+        elif kind == "container":
+            body = render_key_values(json.loads((docs / f"container-{name}.json").read_text()))
         else:
             body = render(kind, json.loads((docs / f"report-{name}.json").read_text()))
         return f"{match.group(1)}{body}\n{match.group(5)}"

@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The CPU limit of this container in whole cores (rounded up), or None when there is none.
+
+    A container limited to 2 CPUs on a 64-core host still sees 64 cores in its affinity mask;
+    "all cores" must mean the limit, or every runtime oversubscribes it.
+    """
+    try:
+        if (root / "cpu.max").exists():  # cgroup v2: "<quota> <period>" or "max <period>"
+            quota, period = (root / "cpu.max").read_text().split()[:2]
+            return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+        quota_file, period_file = root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"
+        if quota_file.exists() and period_file.exists():  # cgroup v1: quota -1 = no limit
+            quota_us, period_us = int(quota_file.read_text()), int(period_file.read_text())
+            return None if quota_us <= 0 else max(1, math.ceil(quota_us / period_us))
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    visible = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit()
+    return min(visible, limit) if limit else visible
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.registry import ServingRegistry
 from service.request_id import request_id_and_access_log
-from service.routers import benchmark, health, metrics, predict, variants
+from service.routers import benchmark, health, metrics, predict, v2, variants
 from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def start_batchers(registry: ServingRegistry, settings: ServiceSettings,
     batchers = {}
     for name, served in registry.variants.items():
         if served.available:
-            batcher = MicroBatcher(name, functools.partial(registry.predict, name), metrics,
+            batcher = MicroBatcher(name, functools.partial(registry.logits, name), metrics,
                                    settings.batch_size_for(name), settings.max_wait_ms, settings.queue_size)
             batcher.start()
             batchers[name] = batcher
@@ -47,7 +47,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             registry = ServingRegistry(manifest, settings.thread_settings())
             registry.load(settings.variants, verify=settings.verify_sha256)
         except ManifestError as exc:
-            log.error("no variants to serve: %s", exc)
+            log.error("NO ARTIFACTS: nothing to serve from %s (%s). Build them with `python -m build_models` and "
+                      "mount them there, or bake them into the image (--build-arg PROFILE=...). /health/ready "
+                      "answers 503 until then.", settings.artifacts_dir, exc)
             registry = ServingRegistry.empty(settings.artifacts_dir, str(exc))
         app.state.registry = registry
         app.state.metrics.record_variants({name: v.available for name, v in registry.variants.items()})
@@ -66,6 +68,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.middleware("http")(request_id_and_access_log)
     install_error_handlers(app)
-    for router in (predict.router, variants.router, health.router, benchmark.router, metrics.router):
+    for router in (predict.router, variants.router, health.router, benchmark.router, metrics.router, v2.router):
         app.include_router(router)
     return app

@@ -1,7 +1,8 @@
 """Per-variant micro-batching with admission control.
 
-Concurrent requests for one variant are gathered into one ``predict_images`` call: up to
-``max_batch_size`` images, or whatever has arrived ``max_wait_ms`` after the first. Each variant
+Concurrent requests for one variant are gathered into one ``predict_logits`` call: up to
+``max_batch_size`` inputs (images, or preprocessed arrays from the V2 protocol), or whatever has
+arrived ``max_wait_ms`` after the first. Each variant
 has one worker thread, so a variant's forward passes never overlap (and never oversubscribe the
 cores beyond that runtime's own threads), while the event loop stays free for health checks,
 metrics and decoding.
@@ -46,7 +47,7 @@ POLL_S = 0.05  # how often a waiting request checks that its client is still the
 
 @dataclass
 class _Item:
-    image: Image.Image
+    input: Image.Image | np.ndarray
     future: asyncio.Future[tuple[np.ndarray, float]]
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -54,8 +55,8 @@ class _Item:
 class MicroBatcher:
     """Gathers one variant's requests into batches and runs them on that variant's worker thread."""
 
-    def __init__(self, name: str, run_batch: Callable[[list[Image.Image]], np.ndarray], metrics: ServiceMetrics,
-                 max_batch_size: int, max_wait_ms: float, queue_size: int) -> None:
+    def __init__(self, name: str, run_batch: Callable[[list[Image.Image | np.ndarray]], np.ndarray],
+                 metrics: ServiceMetrics, max_batch_size: int, max_wait_ms: float, queue_size: int) -> None:
         self.name, self.run_batch, self.metrics = name, run_batch, metrics
         self.max_batch_size, self.max_wait_s, self.queue_size = max_batch_size, max_wait_ms / 1000, queue_size
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -71,9 +72,9 @@ class MicroBatcher:
             await asyncio.gather(self.task, return_exceptions=True)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, image: Image.Image, timeout_s: float,
+    async def submit(self, image: Image.Image | np.ndarray, timeout_s: float,
                      client_gone: Callable[[], Awaitable[bool]] | None = None) -> tuple[np.ndarray, float]:
-        """Probabilities for one image and its batch's forward time in ms; raises QueueFullError (503),
+        """Logits for one input and its batch's forward time in ms; raises QueueFullError (503),
         DeadlineExceededError (504) or ClientGoneError (the client disconnected while waiting)."""
         if self.queue.qsize() >= self.queue_size:
             raise QueueFullError(self.name, retry_after_s=1)
@@ -118,7 +119,7 @@ class MicroBatcher:
             for item in batch:
                 self.metrics.latency.labels(self.name, "queue_wait").observe(started - item.enqueued)
             try:
-                probabilities = await loop.run_in_executor(self.executor, self.run_batch, [i.image for i in batch])
+                logits = await loop.run_in_executor(self.executor, self.run_batch, [i.input for i in batch])
             except Exception as exc:  # noqa: BLE001 - handed to each waiting request
                 for item in batch:
                     if not item.future.done():
@@ -127,6 +128,6 @@ class MicroBatcher:
             elapsed = time.perf_counter() - started
             self.metrics.latency.labels(self.name, "inference").observe(elapsed)
             self.metrics.batch_size.labels(self.name).observe(len(batch))
-            for item, row in zip(batch, probabilities, strict=True):
+            for item, row in zip(batch, logits, strict=True):
                 if not item.future.done():
                     item.future.set_result((row, elapsed * 1000))

@@ -20,6 +20,7 @@ from build_models.errors import (
     VitserveError,
 )
 from service.batching import ClientGoneError, DeadlineExceededError, QueueFullError
+from service.v2_protocol import InferenceRequestError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (ImageTooLargeError, 413, "image_too_large"),
     (InvalidImageError, 400, "invalid_image"),
     (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
+    (InferenceRequestError, 400, "invalid_inference_request"),
     (UnknownVariantError, 404, "unknown_variant"),
     (VariantUnavailableError, 503, "variant_unavailable"),
     (ArtifactIntegrityError, 503, "artifact_integrity"),
@@ -89,6 +91,18 @@ def _vitserve_handler(_: Request, exc: Exception) -> JSONResponse:
             return JSONResponse(error_body(code, str(exc), **extra), status_code=status, headers=headers)
     log.error("unmapped error", exc_info=exc)
     return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+
+
+def v2_error_response(exc: Exception) -> JSONResponse:
+    """The Open Inference Protocol's error shape, ``{"error": "<message>"}``, with the same status codes."""
+    if isinstance(exc, HTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+    status = status_of(exc)
+    if not isinstance(exc, VitserveError) or (status >= 500 and type(exc) is VitserveError):
+        log.error("unexpected error in a V2 request", exc_info=exc)
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFullError) else None
+    return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
 
 def _http_handler(_: Request, exc: Exception) -> JSONResponse:

@@ -109,12 +109,12 @@ class ServingRegistry:
             self.get(name)
         return [n for n in list_variants() if n in names]
 
-    def predict(self, name: str, images: Sequence[Image.Image]) -> np.ndarray:
-        """Probabilities for ``images`` (preprocess + forward), under the variant's lock."""
+    def logits(self, name: str, inputs: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+        """Logits for images and/or preprocessed CHW arrays (preprocess + forward), under the variant's lock."""
         served = self.get(name)
         assert served.predictor is not None
         with served.lock:
-            return served.predictor.predict_images(images)
+            return served.predictor.predict_logits(inputs)
 
     def describe(self) -> list[dict[str, Any]]:
         out = []

@@ -30,7 +30,15 @@ def dataset() -> LabelledImages:
 
 @pytest.fixture(scope="session")
 def smoke_artifacts(tmp_path_factory: pytest.TempPathFactory, dataset: LabelledImages) -> Path:
-    """Every registered variant built from the smoke profile (a tiny ViT on 2,000 real images)."""
+    """Every registered variant built from the smoke profile (a tiny ViT on 2,000 real images).
+
+    VITSERVE_TEST_ARTIFACTS names an existing smoke build to reuse instead (for quick local runs).
+    """
+    prebuilt = os.environ.get("VITSERVE_TEST_ARTIFACTS")
+    if prebuilt:
+        manifest = json.loads((Path(prebuilt) / "manifest.json").read_text())
+        assert manifest["profile"] == "smoke", "VITSERVE_TEST_ARTIFACTS must be a smoke build"
+        return Path(prebuilt)
     root = tmp_path_factory.mktemp("artifacts")
     profile = get_profile("smoke").with_overrides(dataset=str(DATASET))
     manifest = run_build(BuildRequest(profile=profile, artifacts_dir=root))

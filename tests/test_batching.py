@@ -59,7 +59,7 @@ def _slow(client, seconds, started=None):
             if started is not None:
                 started.set()
             time.sleep(seconds)
-            return registry.predict(name, images)
+            return registry.logits(name, images)
 
         batcher.run_batch = slow_predict
 

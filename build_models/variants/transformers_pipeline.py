@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,9 +38,23 @@ class PipelinePredictions:
     """``predict_images`` through ``self.pipe``, with the pipeline's own preprocessing."""
 
     pipe: Any
+    forward: Callable[[np.ndarray], np.ndarray]
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return pipeline_probabilities(self.pipe, images)
+
+    def predict_logits(self, inputs: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+        """Images go through the pipeline, which gives scores only: their logits are log-probabilities
+        (softmax gives the pipeline's scores back). Preprocessed arrays go through ``forward``."""
+        logits = np.zeros((len(inputs), len(self.pipe.model.config.id2label)), dtype=np.float32)
+        images = [i for i, item in enumerate(inputs) if isinstance(item, Image.Image)]
+        arrays = [i for i, item in enumerate(inputs) if not isinstance(item, Image.Image)]
+        if images:
+            scores = pipeline_probabilities(self.pipe, [inputs[i] for i in images])  # type: ignore[misc]
+            logits[images] = np.log(np.maximum(scores, np.finfo(np.float32).tiny))
+        if arrays:
+            logits[arrays] = self.forward(np.stack([np.asarray(inputs[i], dtype=np.float32) for i in arrays]))
+        return logits
 
 
 class TransformersPipelinePredictor(PipelinePredictions, TorchPredictor):

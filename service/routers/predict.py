@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from build_models.errors import VitserveError
-from build_models.preprocessing import decode_image
+from build_models.preprocessing import decode_image, softmax
 from service.dependencies import get_registry
 from service.errors import UnsupportedMediaTypeError, status_of
 from service.metrics import ServiceMetrics
@@ -105,8 +105,9 @@ async def _predict(variant: str, request: Request, registry: ServingRegistry, me
     with metrics.stage(variant, "decode"):
         image = await run_in_threadpool(decode_image, data, max_pixels)
     settings = request.app.state.settings
-    row, model_ms = await request.app.state.batchers[variant].submit(image, settings.request_timeout_s,
-                                                                     request.is_disconnected)
+    logits, model_ms = await request.app.state.batchers[variant].submit(image, settings.request_timeout_s,
+                                                                        request.is_disconnected)
+    row = softmax(logits[None])[0]
     names = registry.manifest.data.get("label_names") or [str(i) for i in range(len(row))]
     best = int(row.argmax())
     return Prediction(

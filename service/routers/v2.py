@@ -1,0 +1,167 @@
+"""The Open Inference Protocol V2 (KServe / Triton REST): every served variant is a model named after it.
+
+Inputs: ``IMAGE`` (BYTES [N], encoded images) or ``PIXELS`` (FP32 [N,3,H,W], the shared
+preprocessing's output). Outputs: ``LOGITS`` and ``PROBABILITIES`` (FP32 [N, classes]), either
+of them as ``"score:index:label"`` strings with ``parameters.classification``. Requests go through
+the same micro-batcher, admission control and metrics as /predict. Errors are ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from PIL import Image
+
+from build_models.errors import UnknownVariantError, VitserveError
+from build_models.preprocessing import decode_image, softmax
+from service.dependencies import get_registry, get_settings
+from service.errors import v2_error_response
+from service.registry import ServedVariant, ServingRegistry
+from service.settings import ServiceSettings
+from service.v2_protocol import (
+    HEADER_LENGTH,
+    IMAGE_INPUT,
+    OUTPUTS,
+    PIXELS_INPUT,
+    InferenceRequest,
+    InferenceRequestError,
+    encode_infer_response,
+    parse_infer_request,
+)
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
+MODEL_VERSION = "1"
+
+
+def _server_version() -> str:
+    try:
+        return version("vitserve")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def _v2_errors(call: Callable[[], Awaitable[Response]]) -> Response:
+    try:
+        return await call()
+    except (VitserveError, HTTPException) as exc:
+        return v2_error_response(exc)
+
+
+def _served(registry: ServingRegistry, model: str, model_version: str | None) -> ServedVariant:
+    if model_version not in (None, MODEL_VERSION):
+        raise UnknownVariantError(f"{model} version {model_version}", [f"{model} version {MODEL_VERSION}"])
+    return registry.get(model)
+
+
+def _labels(registry: ServingRegistry, classes: int) -> list[str]:
+    return list(registry.manifest.data.get("label_names") or [str(i) for i in range(classes)])
+
+
+@router.get("")
+async def server_metadata() -> dict[str, Any]:
+    return {"name": "vitserve", "version": _server_version(), "extensions": ["binary_tensor_data", "classification"]}
+
+
+@router.get("/health/live")
+async def server_live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready")
+async def server_ready(registry: ServingRegistry = Depends(get_registry),
+                       settings: ServiceSettings = Depends(get_settings)) -> JSONResponse:
+    ready = registry.is_ready(settings.required_variants)
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+@router.get("/models/{model}")
+@router.get("/models/{model}/versions/{model_version}")
+async def model_metadata(model: str, model_version: str | None = None,
+                         registry: ServingRegistry = Depends(get_registry)) -> Response:
+    async def metadata() -> Response:
+        served = _served(registry, model, model_version)
+        assert served.predictor is not None
+        config, classes = served.predictor.preprocess_config, len(_labels(registry, 2))
+        return JSONResponse({
+            "name": model, "versions": [MODEL_VERSION], "platform": served.entry.get("runtime", "unknown"),
+            "inputs": [{"name": IMAGE_INPUT, "datatype": "BYTES", "shape": [-1]},
+                       {"name": PIXELS_INPUT, "datatype": "FP32", "shape": [-1, 3, config.height, config.width]}],
+            "outputs": [{"name": name, "datatype": "FP32", "shape": [-1, classes]} for name in OUTPUTS],
+        })
+    return await _v2_errors(metadata)
+
+
+@router.get("/models/{model}/ready")
+@router.get("/models/{model}/versions/{model_version}/ready")
+async def model_ready(model: str, model_version: str | None = None,
+                      registry: ServingRegistry = Depends(get_registry)) -> Response:
+    async def ready() -> Response:
+        _served(registry, model, model_version)
+        return JSONResponse({"name": model, "ready": True})
+    return await _v2_errors(ready)
+
+
+async def _model_inputs(request: Request, served: ServedVariant,
+                        parsed: InferenceRequest) -> list[Image.Image | np.ndarray]:
+    assert served.predictor is not None
+    if parsed.pixels is not None:
+        config = served.predictor.preprocess_config
+        expected = (3, config.height, config.width)
+        if parsed.pixels.ndim != 4 or parsed.pixels.shape[1:] != expected:
+            raise InferenceRequestError(f"input {PIXELS_INPUT!r} must have shape [N,{','.join(map(str, expected))}] "
+                                        f"for {served.name!r}, got {list(parsed.pixels.shape)}")
+        return list(parsed.pixels)
+    limit = request.app.state.settings.max_image_pixels
+    return list(await asyncio.gather(*(run_in_threadpool(decode_image, data, limit) for data in parsed.images)))
+
+
+async def _infer(model: str, model_version: str | None, request: Request, registry: ServingRegistry,
+                 settings: ServiceSettings) -> Response:
+    served = _served(registry, model, model_version)
+    parsed = await run_in_threadpool(parse_infer_request, await request.body(), request.headers.get(HEADER_LENGTH))
+    count = len(parsed.pixels) if parsed.pixels is not None else len(parsed.images)
+    if not 1 <= count <= settings.queue_size:
+        raise InferenceRequestError(f"send between 1 and {settings.queue_size} inputs in one request, got {count}")
+    inputs = await _model_inputs(request, served, parsed)
+    batcher = request.app.state.batchers[model]
+    async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
+        tasks = [group.create_task(batcher.submit(item, settings.request_timeout_s, request.is_disconnected))
+                 for item in inputs]
+    logits = np.stack([task.result()[0] for task in tasks]).astype(np.float32)
+    body, headers = encode_infer_response(model, parsed, logits, softmax(logits), _labels(registry, logits.shape[1]))
+    return Response(content=body, headers=headers, media_type=headers["content-type"])
+
+
+async def _first_error(call: Callable[[], Awaitable[Response]]) -> Response:
+    """Errors in the V2 shape; TaskGroup wraps failures in an ExceptionGroup: answer with the first one."""
+    error: BaseException
+    try:
+        return await call()
+    except* Exception as group:  # unplanned ones become a logged 500 without internals
+        error = group
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+    assert isinstance(error, Exception)
+    return v2_error_response(error)
+
+
+@router.post("/models/{model}/infer")
+@router.post("/models/{model}/versions/{model_version}/infer")
+async def infer(model: str, request: Request, model_version: str | None = None,
+                registry: ServingRegistry = Depends(get_registry),
+                settings: ServiceSettings = Depends(get_settings)) -> Response:
+    started = time.perf_counter()
+    response = await _first_error(lambda: _infer(model, model_version, request, registry, settings))
+    if model in registry.variants:  # unknown names are not labels: they would grow without bound
+        metrics = request.app.state.metrics
+        metrics.requests.labels(model, str(response.status_code)).inc()
+        metrics.latency.labels(model, "total").observe(time.perf_counter() - started)
+    return response

@@ -23,6 +23,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def make_readable(folder: Path) -> None:
+    """Let every user read the artifact (some writers create files 0600): the service often runs as
+    another user than the build, a container's non-root user reading a mounted folder for one."""
+    for path in folder.rglob("*"):
+        mode = path.stat().st_mode
+        path.chmod(mode | 0o444 | (0o111 if path.is_dir() else 0))
+
+
 def describe_files(root: Path, folder: Path) -> list[dict[str, Any]]:
     """Every file under ``folder`` with its path relative to ``root``, size and sha256."""
     files = []

@@ -26,7 +26,7 @@ from build_models.data import (
 from build_models.errors import BuildError
 from build_models.evaluate import TestImages, evaluate, read_predictions, write_predictions
 from build_models.hardware import cpu_facts, machine_record, package_versions
-from build_models.manifest import SCHEMA_VERSION, Manifest, describe_files
+from build_models.manifest import SCHEMA_VERSION, Manifest, describe_files, make_readable
 from build_models.preprocessing import PreprocessConfig
 from build_models.profiles import BuildProfile
 from build_models.registry import get_variant, resolve_selection
@@ -202,7 +202,7 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
                              "lossless": spec.lossless}
     started = time.perf_counter()
     try:
-        missing = spec.missing_requirements()
+        missing = spec.missing_requirements(build=True)
         if missing:
             raise RuntimeError(f"missing packages: {', '.join(missing)}")
         entry["build"] = spec.build(ctx)
@@ -215,6 +215,7 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         entry["predictions_file"] = f"eval/{name}.json"
         if spec.lossless and name != "plain":
             entry["lossless_check"] = lossless_check(root, probabilities)
+        make_readable(out_dir)
         entry["files"] = describe_files(root, out_dir)
         entry["size_mb"] = round(sum(f["bytes"] for f in entry["files"]) / 1e6, 3)
         entry["status"] = "ok"

@@ -29,13 +29,15 @@ class VariantSpec:
     summary: str
     build: BuildFn  # writes the artifact into ctx.out_dir; returns build facts for the manifest
     predictor: type[Predictor]
-    requires: tuple[str, ...] = ()  # importable module names the runtime needs
+    requires: tuple[str, ...] = ()  # importable module names loading and running the artifact needs
+    build_requires: tuple[str, ...] = ()  # more modules that only building it needs
     lossless: bool = False  # predictions must match `plain`
     depends_on: tuple[str, ...] = ()  # variants whose artifacts this one builds from
     order: int = 100  # position in listings and reports
 
-    def missing_requirements(self) -> list[str]:
-        return [module for module in self.requires if importlib.util.find_spec(module) is None]
+    def missing_requirements(self, build: bool = False) -> list[str]:
+        modules = self.requires + self.build_requires if build else self.requires
+        return [module for module in modules if importlib.util.find_spec(module) is None]
 
 
 _REGISTRY: dict[str, VariantSpec] = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -74,10 +75,19 @@ def paired_p50_ms(first: Any, second: Any, rounds: int) -> tuple[float, float]:
     return round(statistics.median(times[0]), 2), round(statistics.median(times[1]), 2)
 
 
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def check(args: argparse.Namespace) -> dict[str, Any]:
     import tritonclient.http as triton
 
-    result: dict[str, Any] = dict(fact.split("=", 1) for fact in args.facts)
+    result: dict[str, Any] = {key: _number(value) for key, value in (fact.split("=", 1) for fact in args.facts)}
     ready = httpx.get(f"{args.url}/health/ready", timeout=10).json()
     assert ready["ready"], ready
     result["variants_loaded"] = sorted(n for n, s in ready["variants"].items() if s == "loaded")
@@ -89,7 +99,8 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
         assert np.allclose(ours, host, atol=1e-5), "the container and the host disagree on the same artifacts"
         result["predict_checked_photos"] = len(photos)
         metrics = client.get(f"{args.url}/metrics").text
-        assert 'vitserve_requests_total{variant="plain",status="200"}' in metrics, "no request counter in /metrics"
+        assert re.search(r'^vitserve_requests_total\{(?=[^}]*status="200")(?=[^}]*variant="plain")[^}]*\} [1-9]',
+                         metrics, re.M), "no request counter for plain in /metrics"
         v2 = v2_probabilities(args.url.removeprefix("http://"), photos[:4])
         assert np.allclose(v2, ours[:4], atol=1e-5), "V2 answers differ from /predict"
         result["v2_checked_photos"] = 4

@@ -17,7 +17,7 @@ from build_models.errors import ManifestError, UnknownVariantError, VariantUnava
 from build_models.loading import load_predictor
 from build_models.manifest import Manifest
 from build_models.predictor import Predictor
-from build_models.registry import list_variants, resolve_selection
+from build_models.registry import get_variant, list_variants, resolve_selection
 from build_models.threads import ThreadSettings
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class ServedVariant:
     predictor: Predictor | None = None
     error: str | None = None
     load_seconds: float | None = None
+    runtime_missing: bool = False  # its runtime is not installed here (an image without TensorFlow, say)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -60,7 +61,8 @@ class ServingRegistry:
         for name, entry in self.manifest.variants.items():
             if name not in registered or name not in wanted:
                 continue
-            served = ServedVariant(name=name, entry=entry)
+            missing_runtime = bool(get_variant(name).missing_requirements())
+            served = ServedVariant(name=name, entry=entry, runtime_missing=missing_runtime)
             started = time.perf_counter()
             try:
                 predictor = load_predictor(self.manifest, name, self.threads, verify=verify)
@@ -77,9 +79,10 @@ class ServingRegistry:
             self.variants[name] = served
 
     def missing_required(self, required: str = "all") -> list[str]:
-        """Required variants ('all' = every loaded-or-failed one) that cannot serve."""
-        names = list(self.variants) if required.strip() in ("", "all") else [
-            n.strip() for n in required.split(",") if n.strip()]
+        """Required variants that cannot serve. 'all' = every variant this installation can run: one whose
+        runtime is not installed is listed as unavailable but does not hold readiness back (unless named)."""
+        names = [n for n, v in self.variants.items() if not v.runtime_missing] if required.strip() in ("", "all") \
+            else [n.strip() for n in required.split(",") if n.strip()]
         return [n for n in names if n not in self.variants or not self.variants[n].available]
 
     def is_ready(self, required: str = "all") -> bool:

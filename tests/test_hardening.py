@@ -120,6 +120,21 @@ def test_readiness_follows_required_variants(smoke_artifacts, tmp_path):
             assert partial.get("/variants").json()["degraded"].keys() == {"onnx"}
 
 
+def test_a_runtime_that_is_not_installed_does_not_hold_readiness_back_unless_named(smoke_artifacts, monkeypatch):
+    """An image without TensorFlow still gets ready: tf-clustered is listed unavailable, the rest serve."""
+    from build_models.registry import VariantSpec
+
+    monkeypatch.setattr(VariantSpec, "missing_requirements",
+                        lambda self: ["tensorflow"] if self.name == "onnx" else [])
+    for required, status in (("all", 200), ("plain,onnx", 503)):
+        settings = ServiceSettings(artifacts_dir=smoke_artifacts, variants="plain,onnx", required_variants=required)
+        with TestClient(create_app(settings)) as app:
+            ready = app.get("/health/ready")
+            assert ready.status_code == status, (required, ready.text)
+            assert ready.json()["degraded"] == {"onnx": "runtime not installed: tensorflow"}
+            assert app.post("/predict/plain", content=b"x", headers={"content-type": "image/jpeg"}).status_code == 400
+
+
 def test_benchmark_is_off_by_default_and_can_need_a_token(smoke_artifacts):
     with TestClient(create_app(ServiceSettings(artifacts_dir=smoke_artifacts, variants="plain"))) as default:
         _assert_error(default.get("/benchmark", params={"runs": 1}), 403, "benchmark_disabled")

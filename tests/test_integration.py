@@ -61,3 +61,13 @@ def test_raw_image_body_is_accepted(client, test_split_jpegs):
     multipart = client.post("/predict/plain", files={"file": ("x.jpg", jpeg, "image/jpeg")})
     assert raw.status_code == 200, raw.text
     assert raw.json()["probabilities"] == multipart.json()["probabilities"]
+
+
+def test_artifact_files_are_readable_by_every_user(smoke_artifacts):
+    """The service often runs as another user than the build (a container's non-root user on a mount)."""
+    import json
+
+    manifest = json.loads((smoke_artifacts / "manifest.json").read_text())
+    for entry in manifest["variants"].values():
+        for item in entry["files"]:
+            assert (smoke_artifacts / item["path"]).stat().st_mode & 0o004, item["path"]

@@ -45,7 +45,8 @@ register_variant(VariantSpec(
     summary="ONNX export run by a plain onnxruntime.InferenceSession.",
     build=build,
     predictor=OnnxSessionPredictor,
-    requires=("onnxruntime", "optimum.exporters.onnx"),
+    requires=("onnxruntime",),
+    build_requires=("optimum.exporters.onnx",),
     lossless=True,
     order=60,
 ))

@@ -33,6 +33,7 @@ register_variant(VariantSpec(
     summary="ONNX Runtime int8: static QDQ U8S8 (reduce_range) vs dynamic U8, the better one kept.",
     build=build,
     predictor=OnnxSessionPredictor,
-    requires=("onnxruntime", "optimum.exporters.onnx"),
+    requires=("onnxruntime",),
+    build_requires=("optimum.exporters.onnx",),
     order=65,
 ))

@@ -48,7 +48,8 @@ register_variant(VariantSpec(
     summary="OpenVINO IR (xml/bin) via optimum-intel export, run by openvino.Core on CPU.",
     build=build,
     predictor=OpenVinoPredictor,
-    requires=("openvino", "optimum.intel"),
+    requires=("openvino",),
+    build_requires=("optimum.intel",),
     lossless=True,
     order=70,
 ))

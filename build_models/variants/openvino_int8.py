@@ -26,6 +26,7 @@ register_variant(VariantSpec(
     summary="NNCF post-training int8 quantization of the OpenVINO model (ModelType.TRANSFORMER).",
     build=build,
     predictor=OpenVinoPredictor,
-    requires=("openvino", "nncf", "optimum.intel"),
+    requires=("openvino",),
+    build_requires=("nncf", "optimum.intel"),
     order=75,
 ))

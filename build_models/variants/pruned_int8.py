@@ -32,7 +32,8 @@ register_variant(VariantSpec(
     summary="Stacked: pruned-structured, then int8 (ORT static/dynamic or OpenVINO NNCF, fastest agreeing).",
     build=build,
     predictor=AnyRuntimeInt8Predictor,
-    requires=("onnxruntime", "openvino", "nncf", "optimum.exporters.onnx", "optimum.intel"),
+    requires=("onnxruntime", "openvino"),
+    build_requires=("nncf", "optimum.exporters.onnx", "optimum.intel"),
     depends_on=(PRUNED,),
     order=35,
 ))

@@ -27,7 +27,8 @@ register_variant(VariantSpec(
     summary="The distilled ResNet-18 in int8: ORT static/dynamic or OpenVINO NNCF, the fastest agreeing one.",
     build=build,
     predictor=AnyRuntimeInt8Predictor,
-    requires=("onnxruntime", "openvino", "nncf", "optimum.exporters.onnx", "optimum.intel"),
+    requires=("onnxruntime", "openvino"),
+    build_requires=("nncf", "optimum.exporters.onnx", "optimum.intel"),
     depends_on=(STUDENT,),
     order=95,
 ))

@@ -131,7 +131,8 @@ register_variant(VariantSpec(
     summary=f"TFViT from the PyTorch weights, every Dense kernel clustered to {CLUSTERS} centroids with tfmot.",
     build=build,
     predictor=TensorFlowPredictor,
-    requires=("tensorflow", "tensorflow_model_optimization", "tf_keras"),
+    requires=("tensorflow",),
+    build_requires=("tensorflow_model_optimization", "tf_keras"),
     order=80,
 ))
 

@@ -112,7 +112,8 @@ step "a container with no artifacts must not look healthy"
 if "${PODMAN[@]}" healthcheck run vitserve-bare >/dev/null 2>&1; then
     echo "FAIL: the container without artifacts reports healthy"; exit 1
 fi
-"${PODMAN[@]}" logs vitserve-bare 2>&1 | grep -m1 "NO ARTIFACTS"
+bare_log=$("${PODMAN[@]}" logs vitserve-bare 2>&1)
+grep -m1 "NO ARTIFACTS" <<<"$bare_log"
 echo "HEALTHCHECK without artifacts: unhealthy (as it must be)"
 
 step "passed; summary in $RESULT"

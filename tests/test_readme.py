@@ -16,6 +16,8 @@ def test_every_block_has_a_report_and_a_hand_edit_is_caught():
     for _, kind, name, _, _ in blocks:
         if kind == "load":
             assert json.loads((ROOT / "docs" / f"load-{name}.json").read_text())["scenario"] == name
+        elif kind == "container":
+            assert json.loads((ROOT / "docs" / f"container-{name}.json").read_text())["image_size_mb"] > 0
         else:
             assert json.loads((ROOT / "docs" / f"report-{name}.json").read_text())["profile"] == name
     table = next(body for _, kind, profile, body, _ in blocks if (kind, profile) == ("table", "offline"))

@@ -112,13 +112,15 @@ def five_hundreds(summary: dict[str, Any], out: Path) -> int:
 def write_result(args: argparse.Namespace, scenario: str, command: str, table: list[dict[str, Any]],
                  notes: list[str]) -> None:
     """<out>/<scenario>.json: the printed figures as rows, for docs/ and the README generator."""
-    result = {"scenario": scenario, "command": command, "table": table, "notes": notes}
-    (Path(args.out) / f"{scenario}.json").write_text(json.dumps(result, indent=2))
+    name = f"{scenario}-{args.label}" if args.label else scenario
+    result = {"scenario": name, "command": f"{command}, artifacts {args.artifacts}", "table": table, "notes": notes}
+    (Path(args.out) / f"{name}.json").write_text(json.dumps(result, indent=2))
 
 
 def saturation(args: argparse.Namespace) -> int:
     runs = {batch: run_load(args, f"saturation-batch{batch}", {"VITSERVE_MAX_BATCH_SIZE": str(batch),
-                                                                  "VITSERVE_MAX_WAIT_MS": str(args.max_wait_ms)})
+                                                                  "VITSERVE_MAX_WAIT_MS": str(args.max_wait_ms)},
+                            sample_interval_s=args.health_interval)
             for batch in (1, args.max_batch)}
     off, on = (({r["name"]: r for r in runs[b]["rows"]}) for b in (1, args.max_batch))
     batch = args.max_batch
@@ -128,8 +130,8 @@ def saturation(args: argparse.Namespace) -> int:
               "failures": a["failures"] + b["failures"]}
              for name, a in off.items() if (b := on.get(name))]
     print_table(table)
-    notes = [f"max batch {size}: /health/live sampled every 0.25 s during the run: {run['health_live_ms']} ms; "
-             f"5xx: {five_hundreds(run, Path(args.out))}" for size, run in runs.items()]
+    notes = [f"max batch {size}: /health/live sampled every {args.health_interval:g} s during the run: "
+             f"{run['health_live_ms']} ms; 5xx: {five_hundreds(run, Path(args.out))}" for size, run in runs.items()]
     print("\n".join(notes))
     write_result(args, "saturation", f"{args.users} users, no think time, {args.run_time} per setting, "
                  f"variants {args.variants}, max wait {args.max_wait_ms} ms", table, notes)
@@ -188,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--warmup-s", type=float, default=60.0, help="soak: RSS growth is measured after this")
     p.add_argument("--bad-ratio", type=float, default=0.3)
+    p.add_argument("--health-interval", type=float, default=0.1, help="saturation: /health/live sampling period, s")
+    p.add_argument("--label", default="", help="suffix of the result file (<scenario>-<label>.json), e.g. vit-base")
     p.add_argument("--out", default="loadtests/reports")
     p.add_argument("--ready-timeout", type=float, default=300)
     p.add_argument("--timeout", type=float, default=1200)

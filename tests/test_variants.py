@@ -167,6 +167,17 @@ def test_openvino_int8_has_quantized_operations(smoke_artifacts):
     assert "FakeQuantize" in xml or "FakeConvert" in xml or 'element_type="i8"' in xml or 'element_type="u8"' in xml
 
 
+@pytest.mark.parametrize("name", ["openvino", "openvino-int8"])
+def test_openvino_throughput_hint_splits_a_batch_over_streams_with_the_same_answers(manifest, images, name):
+    latency = load_predictor(manifest, name, ThreadSettings(openvino_hint="LATENCY"))
+    throughput = load_predictor(manifest, name, ThreadSettings(openvino_hint="THROUGHPUT"))
+    batch = latency.preprocess(images[:5])
+    np.testing.assert_allclose(throughput.forward(batch), latency.forward(batch), atol=1e-4)
+    assert latency.queue is None  # type: ignore[attr-defined]
+    if throughput.streams > 1:  # type: ignore[attr-defined]  # every machine here has 2 cores: 2 streams
+        assert len(throughput._chunks) == min(5, len(throughput.queue))  # type: ignore[attr-defined]
+
+
 def test_vit_base_flops_match_the_published_figure():
     from transformers import ViTConfig
 

@@ -47,6 +47,10 @@ class TrainConfig:
     distill_alpha: float = 0.5  # weight of the KL term when a teacher is given
     distill_temperature: float = 2.0
     feature_weight: float = 0.0  # token distillation: cosine loss of projected patch tokens to the teacher's map
+    # Progressive resolution (ViT students): the first low_res_fraction of training runs at low_res_size px,
+    # position embeddings interpolated, so its steps are cheaper (fewer tokens); the rest at the model's size.
+    low_res_fraction: float = 0.0
+    low_res_size: int = 64
     eval_every_steps: int = 200
     seed: int = 0
 
@@ -172,9 +176,15 @@ class _Objective(torch.nn.Module):
         patch = getattr(config, "patch_size", None)
         return int(config.image_size // patch) if patch else 7
 
+    def grid_at(self, size: int | None) -> int:
+        """The patch grid of a ``size``-pixel input (None: the model's own size)."""
+        return self.token_grid if size is None else int(size // self.model.config.patch_size)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         self._tokens.clear()
-        logits = self.model(pixel_values=x).logits
+        image_size = getattr(self.model.config, "image_size", None)  # ViTs; other students take any size
+        resized = {"interpolate_pos_encoding": True} if image_size and x.shape[-1] != image_size else {}
+        logits = self.model(pixel_values=x, **resized).logits
         projected = None if self.projection is None else self.projection(self._tokens[-1][:, 1:])
         return logits, projected
 
@@ -224,7 +234,7 @@ def _optimizer(objective: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     )
 
 
-def _student_batch(data: TrainData, config: TrainConfig, step: int, steps_per_epoch: int, grid: int,
+def _student_batch(data: TrainData, config: TrainConfig, step: int, steps_per_epoch: int, grid: int, size: int | None,
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Inputs, labels, teacher logits and teacher token targets of one step; seeded by the step (resumable)."""
     epoch, offset = divmod(step, steps_per_epoch)
@@ -234,7 +244,7 @@ def _student_batch(data: TrainData, config: TrainConfig, step: int, steps_per_ep
     x = to_model_input(data.train_pixels[rows], data.preprocess)
     labels = torch.from_numpy(data.train_labels[rows]).to(device)
     thetas = random_thetas(len(rows), config.crop_scale_min, generator)
-    x = color_jitter(warp(x, thetas), config.color_jitter, generator).to(device)
+    x = color_jitter(warp(x, thetas, size), config.color_jitter, generator).to(device)
     teacher_logits = teacher_tokens = None
     if data.targets is not None:
         teacher_logits, teacher_tokens = data.targets.for_crops(rows, thetas, grid)
@@ -253,6 +263,8 @@ def train_classifier(
     if config.minutes is None and config.epochs is None:
         raise ValueError("a training budget needs minutes or epochs")
     torch.manual_seed(config.seed)
+    if config.low_res_fraction > 0 and not hasattr(getattr(model, "config", None), "patch_size"):
+        raise ValueError("progressive resolution needs a ViT student (patch embeddings)")
     feature_dim = None
     if data.targets is not None and config.feature_weight > 0:
         feature_dim = data.targets.channels
@@ -266,9 +278,10 @@ def train_classifier(
     started = time.perf_counter() - state["elapsed_s"]
     step, loss_ema = state["step"], None
     while _progress(config, step, steps_per_epoch, time.perf_counter() - started) < 1.0:
-        x, labels, teacher_logits, teacher_tokens = _student_batch(
-            data, config, step, steps_per_epoch, objective.token_grid, torch.device(device))
         progress = _progress(config, step, steps_per_epoch, time.perf_counter() - started)
+        size = config.low_res_size if progress < config.low_res_fraction else None
+        x, labels, teacher_logits, teacher_tokens = _student_batch(
+            data, config, step, steps_per_epoch, objective.grid_at(size), size, torch.device(device))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step, progress)
         logits, projected = objective(x)

@@ -31,9 +31,11 @@ def random_thetas(n: int, crop_scale_min: float, generator: torch.Generator) -> 
     return theta
 
 
-def warp(batch: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Apply per-sample affine crops to an NCHW float batch (bilinear, reflected borders)."""
-    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+def warp(batch: torch.Tensor, theta: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Apply per-sample affine crops to an NCHW float batch (bilinear, reflected borders), output
+    ``size`` x ``size`` pixels (default: the input's size)."""
+    shape = list(batch.shape) if size is None else [batch.shape[0], batch.shape[1], size, size]
+    grid = F.affine_grid(theta, shape, align_corners=False)
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 

@@ -81,3 +81,30 @@ def test_learning_rate_warms_up_then_decays():
     assert training.learning_rate(config, 9, 0.0) == pytest.approx(1e-3)
     assert training.learning_rate(config, 50, 0.5) == pytest.approx(5e-4)
     assert training.learning_rate(config, 99, 1.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_progressive_resolution_runs_its_first_part_at_the_low_size_reproducibly(tiny_data, tmp_path):
+    """low_res_fraction 0.5: the first 15 of 30 steps see 16-px crops (a 2x2 grid of 8-px patches, position
+    embeddings interpolated, teacher maps sampled on that grid), the rest 32 px; bit-identical when repeated."""
+    config = dataclasses.replace(CONFIG, feature_weight=1.0, low_res_fraction=0.5, low_res_size=16)
+    data = dataclasses.replace(tiny_data, targets=_synthetic_targets(len(tiny_data.train_labels)))
+    models = []
+    for run in ("first", "second"):
+        model, sizes = _model(), []
+        hook = model.vit.embeddings.patch_embeddings.register_forward_pre_hook(
+            lambda module, inputs, seen=sizes: seen.append(inputs[0].shape[-1]) if module.training else None)
+        result = train_classifier(model, data, config, tmp_path / run, {})
+        hook.remove()
+        assert result.steps == 30 and sizes == [16] * 15 + [32] * 15
+        models.append(model)
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert models[0].config.image_size == 32  # the saved model stays at its own size
+
+
+def test_progressive_resolution_needs_a_vit(tiny_data, tmp_path):
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    resnet = ResNetForImageClassification(ResNetConfig(num_labels=2, hidden_sizes=[8, 8, 8, 8], embedding_size=8))
+    with pytest.raises(ValueError, match="ViT"):
+        train_classifier(resnet, tiny_data, dataclasses.replace(CONFIG, low_res_fraction=0.5), tmp_path, {})

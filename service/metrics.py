@@ -37,6 +37,13 @@ class ServiceMetrics:
             self.loaded.labels(name).set(1 if available else 0)
             self.degraded.labels(name).set(0 if available else 1)
 
+    def record_request(self, variant: str, known: bool, status: int, started: float) -> None:
+        """Count a finished request and its total time; unknown variant names are not labels (they would grow
+        without bound)."""
+        if known:
+            self.requests.labels(variant, str(status)).inc()
+            self.latency.labels(variant, "total").observe(time.perf_counter() - started)
+
     @contextmanager
     def stage(self, variant: str, stage: str) -> Iterator[None]:
         started = time.perf_counter()

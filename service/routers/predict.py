@@ -93,9 +93,7 @@ async def predict(
         status = exc.status_code
         raise
     finally:
-        if variant in registry.variants:  # unknown names are not labels: they would grow without bound
-            metrics.requests.labels(variant, str(status)).inc()
-            metrics.latency.labels(variant, "total").observe(time.perf_counter() - started)
+        metrics.record_request(variant, variant in registry.variants, status, started)
 
 
 async def _predict(variant: str, request: Request, registry: ServingRegistry, metrics: ServiceMetrics) -> Prediction:

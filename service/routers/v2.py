@@ -15,12 +15,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from PIL import Image
 
-from build_models.errors import UnknownVariantError, VitserveError
+from build_models.errors import UnknownVariantError
 from build_models.preprocessing import decode_image, softmax
 from service.dependencies import get_registry, get_settings
 from service.errors import v2_error_response
@@ -48,11 +48,17 @@ def _server_version() -> str:
         return "unknown"
 
 
-async def _v2_errors(call: Callable[[], Awaitable[Response]]) -> Response:
+async def _v2_answer(call: Callable[[], Awaitable[Response]]) -> Response:
+    """The answer, or its error in the V2 shape (the first one, when a TaskGroup wrapped them in a group)."""
+    error: BaseException
     try:
         return await call()
-    except (VitserveError, HTTPException) as exc:
-        return v2_error_response(exc)
+    except* Exception as group:  # unplanned ones become a logged 500 without internals
+        error = group
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+    assert isinstance(error, Exception)
+    return v2_error_response(error)
 
 
 def _served(registry: ServingRegistry, model: str, model_version: str | None) -> ServedVariant:
@@ -96,7 +102,7 @@ async def model_metadata(model: str, model_version: str | None = None,
                        {"name": PIXELS_INPUT, "datatype": "FP32", "shape": [-1, 3, config.height, config.width]}],
             "outputs": [{"name": name, "datatype": "FP32", "shape": [-1, classes]} for name in OUTPUTS],
         })
-    return await _v2_errors(metadata)
+    return await _v2_answer(metadata)
 
 
 @router.get("/models/{model}/ready")
@@ -106,7 +112,7 @@ async def model_ready(model: str, model_version: str | None = None,
     async def ready() -> Response:
         _served(registry, model, model_version)
         return JSONResponse({"name": model, "ready": True})
-    return await _v2_errors(ready)
+    return await _v2_answer(ready)
 
 
 async def _model_inputs(request: Request, served: ServedVariant,
@@ -140,28 +146,12 @@ async def _infer(model: str, model_version: str | None, request: Request, regist
     return Response(content=body, headers=headers, media_type=headers["content-type"])
 
 
-async def _first_error(call: Callable[[], Awaitable[Response]]) -> Response:
-    """Errors in the V2 shape; TaskGroup wraps failures in an ExceptionGroup: answer with the first one."""
-    error: BaseException
-    try:
-        return await call()
-    except* Exception as group:  # unplanned ones become a logged 500 without internals
-        error = group
-        while isinstance(error, BaseExceptionGroup):
-            error = error.exceptions[0]
-    assert isinstance(error, Exception)
-    return v2_error_response(error)
-
-
 @router.post("/models/{model}/infer")
 @router.post("/models/{model}/versions/{model_version}/infer")
 async def infer(model: str, request: Request, model_version: str | None = None,
                 registry: ServingRegistry = Depends(get_registry),
                 settings: ServiceSettings = Depends(get_settings)) -> Response:
     started = time.perf_counter()
-    response = await _first_error(lambda: _infer(model, model_version, request, registry, settings))
-    if model in registry.variants:  # unknown names are not labels: they would grow without bound
-        metrics = request.app.state.metrics
-        metrics.requests.labels(model, str(response.status_code)).inc()
-        metrics.latency.labels(model, "total").observe(time.perf_counter() - started)
+    response = await _v2_answer(lambda: _infer(model, model_version, request, registry, settings))
+    request.app.state.metrics.record_request(model, model in registry.variants, response.status_code, started)
     return response

@@ -30,6 +30,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="threads for every runtime (0 = all cores)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="torch device for training and the torch predictors' evaluation (auto: cuda if available)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="training precision (auto: bf16 autocast where native: AMX CPUs, bf16 GPUs; else fp32)")
     p.add_argument("--student-base", help="starting weights of distilled-resnet18: hub id or local folder")
     p.add_argument("--force", action="store_true", help="rebuild variants that are already built")
     p.add_argument("--list", action="store_true", help="list the registered variants and exit")
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
     profile = get_profile(args.profile or default_profile_name()).with_overrides(
         dataset=args.dataset, base_model=args.base_model, train_minutes=args.train_minutes,
-        train_epochs=args.train_epochs, seed=args.seed, limit=args.limit, eval_limit=args.eval_limit,
+        train_epochs=args.train_epochs, train_precision=args.precision, seed=args.seed, limit=args.limit,
+        eval_limit=args.eval_limit,
     )
     threads = ThreadSettings(torch_intra_op=args.threads, ort_intra_op=args.threads,
                              openvino_threads=args.threads, tf_intra_op=args.threads)

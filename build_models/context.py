@@ -33,6 +33,7 @@ class BuildContext:
     cache_dir: Path
     seed: int = 0
     device: str = "cpu"  # torch device for variants that train (distillation, pruning recovery)
+    precision: str = "auto"  # their training precision (training.training_precision)
     pixel_cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     progress: Callable[[str], None] = log.info
 

@@ -197,7 +197,8 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
     ctx = BuildContext(base_dir=root / BASE_DIR, out_dir=out_dir, work_dir=root / WORK_DIR / name,
                        label_names=manifest.data["label_names"], threads=request.threads,
                        options=request.profile.options, cache_dir=root / WORK_DIR / "cache",
-                       seed=request.profile.train.seed, device=request.device, **ctx_args)
+                       seed=request.profile.train.seed, device=request.device,
+                       precision=request.profile.train.precision, **ctx_args)
     entry: dict[str, Any] = {"name": name, "runtime": spec.runtime, "summary": spec.summary,
                              "lossless": spec.lossless}
     started = time.perf_counter()

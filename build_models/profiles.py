@@ -31,7 +31,7 @@ class BuildProfile:
     teacher: TeacherConfig | None = None  # distil the base model from the EfficientNet-Lite0 teacher
 
     def with_overrides(self, **overrides: Any) -> BuildProfile:
-        train_keys = {"train_minutes": "minutes", "train_epochs": "epochs"}
+        train_keys = {"train_minutes": "minutes", "train_epochs": "epochs", "train_precision": "precision"}
         train_changes = {train_keys[k]: v for k, v in overrides.items() if k in train_keys and v is not None}
         changes = {k: v for k, v in overrides.items() if k not in train_keys and v is not None}
         if "seed" in changes:
@@ -60,8 +60,9 @@ def _profiles() -> dict[str, BuildProfile]:
                         "from the ImageNet EfficientNet-Lite0 teacher.",
             dataset=local,
             base_model="scratch:small",
-            train=TrainConfig(minutes=None, epochs=12.0, batch_size=64, lr=5e-4, warmup_steps=300,
-                              crop_scale_min=0.35, eval_every_steps=500, feature_weight=1.0),
+            train=TrainConfig(minutes=None, epochs=20.0, batch_size=64, lr=5e-4, warmup_steps=300,
+                              crop_scale_min=0.35, eval_every_steps=500, feature_weight=1.0,
+                              low_res_fraction=0.6, low_res_size=64),
             options={"distill_epochs": 1.0, "prune_recovery_epochs": 1.0},
             teacher=TeacherConfig(resolution=224),
         ),

@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from build_models.hardware import cpu_facts
 from build_models.preprocessing import PreprocessConfig
 from build_models.views import color_jitter, random_thetas, warp
 
@@ -51,6 +52,9 @@ class TrainConfig:
     # position embeddings interpolated, so its steps are cheaper (fewer tokens); the rest at the model's size.
     low_res_fraction: float = 0.0
     low_res_size: int = 64
+    # "auto": bf16 autocast where matrix units run it natively (AMX on the CPU, bf16-capable CUDA), else fp32.
+    # Weights, optimizer and evaluation stay fp32; only the forward/backward matmuls run in bf16.
+    precision: str = "auto"
     eval_every_steps: int = 200
     seed: int = 0
 
@@ -61,6 +65,7 @@ class TrainResult:
     steps: int
     epochs: float
     minutes: float
+    precision: str = "fp32"
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -87,6 +92,27 @@ def learning_rate(config: TrainConfig, step: int, progress: float) -> float:
         return config.lr * (step + 1) / config.warmup_steps
     cosine = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def training_precision(requested: str, device: str) -> str:
+    """The precision a training run applies: ``requested``, or for "auto" bf16 where it is native.
+
+    On the CPU "native" means AMX (measured: ViT training steps about 1.5x faster); AVX2 machines get fp32.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
+    if requested != "auto":
+        return requested
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if "amx_bf16" in cpu_facts()["flags"] else "fp32"
+
+
+def _autocast(device: str, precision: str) -> Any:
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 class _Checkpoint:
@@ -165,6 +191,11 @@ class _Objective(torch.nn.Module):
         self.projection: torch.nn.Linear | None = None
         self._tokens: list[torch.Tensor] = []
         self.hooks: list[Any] = []
+        # Training only: eager attention is faster than SDPA here (343 vs 382 ms per ViT step in fp32) and,
+        # under bf16 autocast, SDPA's CPU backward is slower than the matmuls it replaces (567 vs 38 ms).
+        self._served_attention = getattr(model.config, "_attn_implementation", None)
+        if self._served_attention not in (None, "eager") and hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation("eager")
         if feature_dim is not None:
             self.projection = torch.nn.Linear(model.config.hidden_size, feature_dim)
             self.hooks.append(model.vit.layernorm.register_forward_hook(lambda _m, _i, out: self._tokens.append(out)))
@@ -188,9 +219,12 @@ class _Objective(torch.nn.Module):
         projected = None if self.projection is None else self.projection(self._tokens[-1][:, 1:])
         return logits, projected
 
-    def remove_hooks(self) -> None:
+    def finish(self) -> None:
+        """Detach the training-only hooks and restore the attention implementation the model is served with."""
         for hook in self.hooks:
             hook.remove()
+        if self._served_attention not in (None, "eager") and hasattr(self.model, "set_attn_implementation"):
+            self.model.set_attn_implementation(self._served_attention)
 
 
 def _batch_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None,
@@ -207,7 +241,7 @@ def _batch_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tenso
 def _feature_loss(projected: torch.Tensor | None, target: torch.Tensor | None) -> torch.Tensor:
     if projected is None or target is None:
         return torch.zeros(())
-    return (1 - F.cosine_similarity(projected, target, dim=-1)).mean()
+    return (1 - F.cosine_similarity(projected.float(), target, dim=-1)).mean()
 
 
 def _progress(config: TrainConfig, step: int, steps_per_epoch: int, elapsed_s: float) -> float:
@@ -250,7 +284,7 @@ def _student_batch(data: TrainData, config: TrainConfig, step: int, steps_per_ep
         teacher_logits, teacher_tokens = data.targets.for_crops(rows, thetas, grid)
         teacher_logits, teacher_tokens = teacher_logits.to(device), teacher_tokens.to(device)
     elif data.teacher is not None:
-        with torch.no_grad():
+        with torch.no_grad(), _autocast(device.type, config.precision):
             teacher_logits = data.teacher(x).float()
     return x, labels, teacher_logits, teacher_tokens
 
@@ -262,6 +296,7 @@ def train_classifier(
     """Train ``model`` in place; on return it holds the best-on-validation weights (on the CPU)."""
     if config.minutes is None and config.epochs is None:
         raise ValueError("a training budget needs minutes or epochs")
+    config = replace(config, precision=training_precision(config.precision, device))
     torch.manual_seed(config.seed)
     if config.low_res_fraction > 0 and not hasattr(getattr(model, "config", None), "patch_size"):
         raise ValueError("progressive resolution needs a ViT student (patch embeddings)")
@@ -284,8 +319,9 @@ def train_classifier(
             data, config, step, steps_per_epoch, objective.grid_at(size), size, torch.device(device))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step, progress)
-        logits, projected = objective(x)
-        loss = _batch_loss(logits, labels, teacher_logits, config)
+        with _autocast(device, config.precision):
+            logits, projected = objective(x)
+        loss = _batch_loss(logits.float(), labels, teacher_logits, config)
         loss = loss + config.feature_weight * _feature_loss(projected, teacher_tokens)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -302,11 +338,11 @@ def train_classifier(
                                time.perf_counter() - started, checkpoint, optimizer, bar, device)
     bar.close()
     checkpoint.load_best(objective)
-    objective.remove_hooks()
+    objective.finish()
     model.to("cpu").eval()
     return TrainResult(
         best_val_accuracy=state["best"], steps=step, epochs=step / steps_per_epoch,
-        minutes=(time.perf_counter() - started) / 60, history=state["history"],
+        minutes=(time.perf_counter() - started) / 60, precision=config.precision, history=state["history"],
     )
 
 

@@ -108,3 +108,40 @@ def test_progressive_resolution_needs_a_vit(tiny_data, tmp_path):
     resnet = ResNetForImageClassification(ResNetConfig(num_labels=2, hidden_sizes=[8, 8, 8, 8], embedding_size=8))
     with pytest.raises(ValueError, match="ViT"):
         train_classifier(resnet, tiny_data, dataclasses.replace(CONFIG, low_res_fraction=0.5), tmp_path, {})
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_precision_is_applied_reproducibly_and_serving_attention_restored(tiny_data, tmp_path, precision):
+    """bf16 autocast runs the ViT's matmuls in bf16 (weights stay fp32); two runs are bit-identical; the
+    model leaves training with the attention implementation it had (eager is used while training)."""
+    config = dataclasses.replace(CONFIG, epochs=1.0, precision=precision)
+    models = []
+    for run in ("first", "second"):
+        model, dtypes, attention = _model(), set(), set()
+        served = model.config._attn_implementation
+        query = model.vit.encoder.layer[0].attention.attention.query
+        hook = query.register_forward_hook(
+            lambda module, _i, out, seen=dtypes: seen.add(out.dtype) if module.training else None)
+        hook2 = query.register_forward_hook(
+            lambda module, _i, _o, m=model, seen=attention: seen.add(m.config._attn_implementation)
+            if module.training else None)
+        result = train_classifier(model, tiny_data, config, tmp_path / run, {})
+        hook.remove()
+        hook2.remove()
+        assert result.precision == precision
+        assert dtypes == {torch.bfloat16 if precision == "bf16" else torch.float32}
+        assert attention == {"eager"} and model.config._attn_implementation == served
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        models.append(model)
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch):
+    monkeypatch.setattr(training, "cpu_facts", lambda: {"flags": ["avx2", "avx512_bf16", "amx_bf16"]})
+    assert training.training_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(training, "cpu_facts", lambda: {"flags": ["avx2", "avx512_bf16"]})
+    assert training.training_precision("auto", "cpu") == "fp32"
+    assert training.training_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        training.training_precision("fp16", "cpu")

@@ -52,7 +52,8 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     data = ctx.train_data()
     data.teacher = lambda x: teacher(pixel_values=x).logits
     recipe = TrainConfig(minutes=None, epochs=epochs, batch_size=64, lr=2e-3, warmup_steps=100, label_smoothing=0.0,
-                         distill_alpha=0.5, distill_temperature=2.0, eval_every_steps=300, seed=ctx.seed)
+                         distill_alpha=0.5, distill_temperature=2.0, eval_every_steps=300, seed=ctx.seed,
+                         precision=ctx.precision)
     result = train_classifier(model, data, recipe, ctx.work_dir, {"variant": "distilled-resnet18", "init": init},
                               device=ctx.device)
     model.save_pretrained(str(ctx.out_dir), safe_serialization=True)
@@ -62,7 +63,7 @@ def build(ctx: BuildContext) -> dict[str, Any]:
             "parameters_vs_teacher": round(parameters / ctx.base_parameter_count, 4), "init": init,
             "distillation": {"epochs": round(result.epochs, 2), "steps": result.steps,
                              "minutes": round(result.minutes, 2), "val_accuracy": result.best_val_accuracy,
-                             "temperature": 2.0, "alpha": 0.5}}
+                             "precision": result.precision, "temperature": 2.0, "alpha": 0.5}}
 
 
 register_variant(VariantSpec(

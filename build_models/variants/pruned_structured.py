@@ -80,11 +80,12 @@ def build(ctx: BuildContext) -> dict[str, Any]:
         data = ctx.train_data()
         data.teacher = lambda x: teacher(pixel_values=x).logits
         recipe = TrainConfig(minutes=None, epochs=epochs, batch_size=64, lr=1e-4, warmup_steps=20, label_smoothing=0.0,
-                             eval_every_steps=100, distill_alpha=0.7, seed=ctx.seed)
+                             eval_every_steps=100, distill_alpha=0.7, seed=ctx.seed,
+                             precision=ctx.precision)
         result = train_classifier(model, data, recipe, ctx.work_dir, {"variant": "pruned-structured"},
                                   device=ctx.device)
         facts["recovery"] = {"epochs": epochs, "steps": result.steps, "minutes": round(result.minutes, 2),
-                             "val_accuracy": result.best_val_accuracy}
+                             "val_accuracy": result.best_val_accuracy, "precision": result.precision}
     model.save_pretrained(str(ctx.out_dir), safe_serialization=True)
     ctx.preprocess.save(ctx.out_dir)
     return facts

@@ -33,7 +33,7 @@ from build_models.registry import get_variant, resolve_selection
 from build_models.report import write_report
 from build_models.teacher import Teacher
 from build_models.threads import ThreadSettings
-from build_models.training import train_classifier
+from build_models.training import TrainData, train_classifier
 
 log = logging.getLogger(__name__)
 
@@ -141,21 +141,29 @@ def ensure_base_model(request: BuildRequest, data: LabelledImages, splits: Split
     return info
 
 
-def train_base(request: BuildRequest, loaded: LoadedBase, data: LabelledImages, splits: Splits,
-               fingerprint: str) -> dict[str, Any]:
-    """Train the base ViT (with the cached teacher targets when the profile names a teacher)."""
-    profile, root = request.profile, request.artifacts_dir
+def training_inputs(profile: BuildProfile, root: Path, threads: ThreadSettings, preprocess: PreprocessConfig,
+                    data: LabelledImages, splits: Splits) -> tuple[TrainData, dict[str, Any]]:
+    """The base model's train/val pixels (cached under ``root``/.work) and, with a teacher, its cached
+    targets; the dict holds the teacher's record for the manifest."""
     ctx = BuildContext(base_dir=root / BASE_DIR, out_dir=root / BASE_DIR, work_dir=root / WORK_DIR / "base",
-                       label_names=data.label_names, preprocess=loaded.preprocess, threads=request.threads,
+                       label_names=data.label_names, preprocess=preprocess, threads=threads,
                        options={}, data=data, splits=splits, cache_dir=root / WORK_DIR / "cache")
     train_data = ctx.train_data()
     info: dict[str, Any] = {}
     if profile.teacher is not None:
-        teacher = Teacher(profile.teacher, data, splits, root / WORK_DIR / "teacher", ctx.cache_dir, request.threads)
+        teacher = Teacher(profile.teacher, data, splits, root / WORK_DIR / "teacher", ctx.cache_dir, threads)
         train_data.targets, info["teacher"] = teacher.build(len(train_data.train_labels), data.label_names)
+    return train_data, info
+
+
+def train_base(request: BuildRequest, loaded: LoadedBase, data: LabelledImages, splits: Splits,
+               fingerprint: str) -> dict[str, Any]:
+    """Train the base ViT (with the cached teacher targets when the profile names a teacher)."""
+    profile, root = request.profile, request.artifacts_dir
+    train_data, info = training_inputs(profile, root, request.threads, loaded.preprocess, data, splits)
     started = time.perf_counter()
-    result = train_classifier(loaded.model, train_data, profile.train, ctx.work_dir, {"fingerprint": fingerprint},
-                              device=request.device)
+    result = train_classifier(loaded.model, train_data, profile.train, root / WORK_DIR / "base",
+                              {"fingerprint": fingerprint}, device=request.device)
     info["training"] = {"recipe": loaded.recipe, "weights": loaded.weights, "config": asdict(profile.train),
                         "device": request.device, "wall_minutes": round((time.perf_counter() - started) / 60, 2),
                         "distillation": "cached teacher targets" if profile.teacher else "none", **asdict(result)}

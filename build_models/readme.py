@@ -6,7 +6,8 @@ README; ``python -m build_models.readme check`` fails when a block differs from 
 ``docs/`` reports give (the test suite runs it).
 
 A block is ``<!-- generated:<kind>:<profile> -->`` ... ``<!-- /generated -->``; kinds: ``table``,
-``facts``, ``lossless``, ``seed``.
+``facts``, ``lossless``, ``seed`` (from ``docs/report-<profile>.json``), ``load``, ``container``, ``probes``
+(from ``docs/<kind>-<name>.json``).
 """
 
 from __future__ import annotations
@@ -75,11 +76,24 @@ def render_key_values(result: dict[str, Any]) -> str:
     return "\n".join(lines + [f"| {key} | {value} |" for key, value in result.items()])
 
 
+def render_probes(entries: list[dict[str, Any]]) -> str:
+    """Recipe probes (docs/probes-<profile>.json, written by ``python -m build_models.probe``) as a table."""
+    lines = ["| recipe | changes to the profile's recipe | steps | epochs | wall min | val accuracy | precision |",
+             "|---|---|---|---|---|---|---|"]
+    for e in entries:
+        changes = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in e["overrides"].items()) or "none"
+        lines.append(f"| {e['label']} | {changes} | {e['steps']} | {e['epochs']:.2f} | {e['minutes']:.1f} | "
+                     f"{e['val_accuracy']:.4f} | {e['precision']} |")
+    return "\n".join(lines)
+
+
 def regenerate(readme: str, docs: Path) -> str:
     def replace(match: re.Match[str]) -> str:
         kind, name = match.group(2), match.group(3)
         if kind == "load":
             body = render_load(json.loads((docs / f"load-{name}.json").read_text()))
+        elif kind == "probes":
+            body = render_probes(json.loads((docs / f"probes-{name}.json").read_text()))
         elif kind == "container":
             body = render_key_values(json.loads((docs / f"container-{name}.json").read_text()))
         else:

@@ -1,0 +1,104 @@
+"""``python -m build_models.probe``: measure one training recipe of a profile's base model.
+
+Trains the profile's base model from its starting weights for ``--steps`` optimizer steps, with
+``--set field=value`` overrides of the profile's ``TrainConfig``, on the build's own cached pixels
+and teacher targets (under ``<artifacts>/.work``, made on first use), and prints the validation
+accuracy with the steps, epochs and wall minutes. The record replaces any with the same label in
+``--out`` (default ``docs/probes-<profile>.json``), from which the README's recipe table is
+generated. Compare recipes at equal steps, or pick the steps so that they take equal wall time.
+A probe is resumable: rerun the same command after an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from build_models.profiles import PROFILE_NAMES, PROJECT_ROOT, BuildProfile, get_profile
+from build_models.training import TrainConfig
+
+TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["lr=1e-3", "precision=bf16"]`` -> typed values (JSON where it parses, else the string)."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in TRAIN_FIELDS:
+            fields = ", ".join(sorted(TRAIN_FIELDS))
+            raise SystemExit(f"error: --set takes field=value with a TrainConfig field ({fields})")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides
+
+
+def probe_config(profile: BuildProfile, steps: int, steps_per_epoch: int, overrides: dict[str, Any]) -> TrainConfig:
+    """The profile's recipe, budgeted to exactly ``steps`` steps (evaluated once, at the end, unless overridden)."""
+    config = dataclasses.replace(profile.train, minutes=None, epochs=steps / steps_per_epoch, eval_every_steps=steps)
+    return dataclasses.replace(config, **overrides)
+
+
+def run_probe(profile: BuildProfile, artifacts: Path, steps: int, overrides: dict[str, Any], label: str,
+              device: str = "cpu") -> dict[str, Any]:
+    from build_models.base_model import BaseModelSource, load_base_model
+    from build_models.data import load_labelled_images, make_splits
+    from build_models.hardware import cpu_facts
+    from build_models.pipeline import WORK_DIR, training_inputs
+    from build_models.threads import ThreadSettings
+    from build_models.training import train_classifier
+
+    threads = ThreadSettings()
+    threads.apply_torch()
+    data = load_labelled_images(profile.dataset)
+    splits = make_splits(data.labels, profile.split)
+    loaded = load_base_model(BaseModelSource.parse(profile.base_model), data.label_names, profile.train.seed)
+    train_data, _ = training_inputs(profile, artifacts, threads, loaded.preprocess, data, splits)
+    config = probe_config(profile, steps, len(train_data.train_labels) // profile.train.batch_size, overrides)
+    key = hashlib.sha256(json.dumps([profile.name, steps, overrides], sort_keys=True).encode()).hexdigest()[:12]
+    started = time.perf_counter()
+    result = train_classifier(loaded.model, train_data, config, artifacts / WORK_DIR / "probes" / key,
+                              {"probe": key}, device=device)
+    return {"label": label, "profile": profile.name, "overrides": overrides, "steps": result.steps,
+            "epochs": round(result.epochs, 2), "minutes": round(result.minutes, 2),
+            "val_accuracy": result.history[-1]["val_accuracy"] if result.history else result.best_val_accuracy,
+            "precision": result.precision, "cpu_flags": cpu_facts()["flags"],
+            "this_invocation_minutes": round((time.perf_counter() - started) / 60, 2)}
+
+
+def record(out: Path, entry: dict[str, Any]) -> None:
+    entries = json.loads(out.read_text()) if out.exists() else []
+    entries = [e for e in entries if e["label"] != entry["label"]] + [entry]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(entries, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m build_models.probe", description=__doc__)
+    p.add_argument("--profile", choices=PROFILE_NAMES, default="offline")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="whose .work caches to use")
+    p.add_argument("--steps", type=int, required=True, help="optimizer steps (the cosine schedule spans them)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a TrainConfig field of the profile (repeatable)")
+    p.add_argument("--label", required=True, help="the recipe's name in the table")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--out", type=Path, help="results file (default docs/probes-<profile>.json)")
+    args = p.parse_args(argv)
+    os.environ.setdefault("USE_TF", "0")
+    profile = get_profile(args.profile)
+    entry = run_probe(profile, args.artifacts, args.steps, parse_overrides(args.overrides), args.label, args.device)
+    record(args.out or PROJECT_ROOT / "docs" / f"probes-{profile.name}.json", entry)
+    print(json.dumps(entry))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

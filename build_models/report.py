@@ -113,8 +113,12 @@ def base_model_story(base: dict[str, Any]) -> str:
     if training.get("recipe") == "none":
         return f"{weights}; not trained ({training.get('reason', 'no budget')})"
     distilled = f", distilled from the teacher ({training['distillation']})" if base.get("teacher") else ""
+    config = training.get("config", {})
+    how = "".join([f", {training['precision']}" if "precision" in training else "",
+                   f", first {config['low_res_fraction']:.0%} at {config['low_res_size']} px"
+                   if config.get("low_res_fraction") else ""])
     return (f"{weights}; {training.get('recipe')} for {training.get('epochs', 0):.1f} epochs "
-            f"({training.get('steps')} steps, {training.get('minutes', 0):.1f} min){distilled}, "
+            f"({training.get('steps')} steps, {training.get('minutes', 0):.1f} min{how}){distilled}, "
             f"best validation accuracy {training.get('best_val_accuracy', 0):.4f}")
 
 

@@ -1,4 +1,4 @@
-"""``python -m build_models.probe``: a recipe trained for exactly N steps on the build's caches, recorded and rendered."""
+"""`python -m build_models.probe`: a recipe trained for exactly N steps on the build caches, recorded, rendered."""
 
 import json
 

@@ -48,6 +48,7 @@ class TrainConfig:
     distill_alpha: float = 0.5  # weight of the KL term when a teacher is given
     distill_temperature: float = 2.0
     feature_weight: float = 0.0  # token distillation: cosine loss of projected patch tokens to the teacher's map
+    pooled_weight: float = 0.0  # the same loss from the projected class token to the map's mean (what its head reads)
     # Progressive resolution (ViT students): the first low_res_fraction of training runs at low_res_size px,
     # position embeddings interpolated, so its steps are cheaper (fewer tokens); the rest at the model's size.
     low_res_fraction: float = 0.0
@@ -216,8 +217,8 @@ class _Objective(torch.nn.Module):
         image_size = getattr(self.model.config, "image_size", None)  # ViTs; other students take any size
         resized = {"interpolate_pos_encoding": True} if image_size and x.shape[-1] != image_size else {}
         logits = self.model(pixel_values=x, **resized).logits
-        projected = None if self.projection is None else self.projection(self._tokens[-1][:, 1:])
-        return logits, projected
+        projected = None if self.projection is None else self.projection(self._tokens[-1])
+        return logits, projected  # [B, 1 + patches, C]: the class token first
 
     def finish(self) -> None:
         """Detach the training-only hooks and restore the attention implementation the model is served with."""
@@ -238,10 +239,14 @@ def _batch_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tenso
     return (1 - config.distill_alpha) * hard + config.distill_alpha * soft * t * t
 
 
-def _feature_loss(projected: torch.Tensor | None, target: torch.Tensor | None) -> torch.Tensor:
+def _feature_loss(projected: torch.Tensor | None, target: torch.Tensor | None, config: TrainConfig) -> torch.Tensor:
+    """Token loss on the patch tokens plus, weighted by ``pooled_weight``, on the class token vs the mean target."""
     if projected is None or target is None:
         return torch.zeros(())
-    return (1 - F.cosine_similarity(projected.float(), target, dim=-1)).mean()
+    projected = projected.float()
+    tokens = (1 - F.cosine_similarity(projected[:, 1:], target, dim=-1)).mean()
+    pooled = (1 - F.cosine_similarity(projected[:, 0], target.mean(dim=1), dim=-1)).mean()
+    return config.feature_weight * tokens + config.pooled_weight * pooled
 
 
 def _progress(config: TrainConfig, step: int, steps_per_epoch: int, elapsed_s: float) -> float:
@@ -301,7 +306,7 @@ def train_classifier(
     if config.low_res_fraction > 0 and not hasattr(getattr(model, "config", None), "patch_size"):
         raise ValueError("progressive resolution needs a ViT student (patch embeddings)")
     feature_dim = None
-    if data.targets is not None and config.feature_weight > 0:
+    if data.targets is not None and (config.feature_weight > 0 or config.pooled_weight > 0):
         feature_dim = data.targets.channels
     objective = _Objective(model, feature_dim).to(device)
     optimizer = _optimizer(objective, config)
@@ -322,7 +327,7 @@ def train_classifier(
         with _autocast(device, config.precision):
             logits, projected = objective(x)
         loss = _batch_loss(logits.float(), labels, teacher_logits, config)
-        loss = loss + config.feature_weight * _feature_loss(projected, teacher_tokens)
+        loss = loss + _feature_loss(projected, teacher_tokens, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)

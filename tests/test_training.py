@@ -145,3 +145,14 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch):
     assert training.training_precision("bf16", "cpu") == "bf16"
     with pytest.raises(ValueError, match="precision"):
         training.training_precision("fp16", "cpu")
+
+
+def test_feature_loss_weighs_patch_tokens_and_the_class_token_separately():
+    target = torch.randn(2, 4, 8)
+    exact = torch.cat([target.mean(dim=1, keepdim=True), target], dim=1)
+    config = dataclasses.replace(CONFIG, feature_weight=2.0, pooled_weight=3.0)
+    assert training._feature_loss(exact, target, config).item() == pytest.approx(0.0, abs=1e-6)
+    wrong_class_token = torch.cat([-target.mean(dim=1, keepdim=True), target], dim=1)
+    assert training._feature_loss(wrong_class_token, target, config).item() == pytest.approx(3.0 * 2.0, abs=1e-5)
+    wrong_patches = torch.cat([target.mean(dim=1, keepdim=True), -target], dim=1)
+    assert training._feature_loss(wrong_patches, target, config).item() == pytest.approx(2.0 * 2.0, abs=1e-5)

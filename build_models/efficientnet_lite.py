@@ -80,10 +80,16 @@ class EfficientNetLite0(nn.Module):
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The last 1280-channel map (7x7 at 224 px), before pooling."""
-        x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        return self.feature_maps(x, tap_block=None)[0]
+
+    def feature_maps(self, x: torch.Tensor, tap_block: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The last map and the output of block ``tap_block`` (10: the 112-channel stage, 14x14 at 224 px)."""
+        x, tapped = F.relu6(self._bn0(self._conv_stem(x))), None
+        for index, block in enumerate(self._blocks):
             x = block(x)
-        return F.relu6(self._bn1(self._conv_head(x)))
+            if index == tap_block:
+                tapped = x
+        return F.relu6(self._bn1(self._conv_head(x))), tapped
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled 1280-d features (what the ImageNet classifier reads)."""

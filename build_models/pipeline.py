@@ -33,7 +33,7 @@ from build_models.registry import get_variant, resolve_selection
 from build_models.report import write_report
 from build_models.teacher import Teacher
 from build_models.threads import ThreadSettings
-from build_models.training import TrainData, train_classifier
+from build_models.training import TrainConfig, TrainData, train_classifier
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,19 @@ def train_base(request: BuildRequest, loaded: LoadedBase, data: LabelledImages, 
                               {"fingerprint": fingerprint}, device=request.device)
     info["training"] = {"recipe": loaded.recipe, "weights": loaded.weights, "config": asdict(profile.train),
                         "device": request.device, "wall_minutes": round((time.perf_counter() - started) / 60, 2),
-                        "distillation": "cached teacher targets" if profile.teacher else "none", **asdict(result)}
+                        "distillation": distillation_recipe(profile.train) if profile.teacher else "none",
+                        **asdict(result)}
     return info
+
+
+def distillation_recipe(config: TrainConfig) -> str:
+    """The distillation losses in words, as the report prints them."""
+    parts = [f"token loss x{config.feature_weight:g}" if config.feature_weight else "",
+             f"class-token loss x{config.pooled_weight:g}" if config.pooled_weight else "",
+             f"layer-{config.tap_layer} mid-level token loss x{config.tap_weight:g}" if config.tap_weight else "",
+             f"logit KD alpha {config.distill_alpha:g} at T={config.distill_temperature:g}" if config.distill_alpha
+             else "no logit KD"]
+    return "cached teacher targets: " + ", ".join(p for p in parts if p)
 
 
 def split_hash_of(data: LabelledImages, splits: Splits) -> str:

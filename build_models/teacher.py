@@ -2,7 +2,8 @@
 
 The teacher is a build input, not a served variant. It runs once per train image, in OpenVINO
 (fp32; several times faster than eager PyTorch for depthwise convolutions), at a higher
-resolution than the student's, and its dense feature map (1280 x 7 x 7 at 224 px) is cached.
+resolution than the student's, and its dense feature map (1280 x 7 x 7 at 224 px) is cached, with
+one mid-level map (the output of ``tap_block``: 112 x 14 x 14 at 224 px) for the student's middle layer.
 For any random crop the student trains on, the same affine crop applied to that map gives the
 teacher's view of the crop (the ReLabel idea, Yun et al. 2021): per-token feature targets for
 the student's patch grid, and, through the linear head on their mean, the teacher's logits.
@@ -42,6 +43,36 @@ class TeacherConfig:
     head_l2: float = 1e-3  # L2 penalty of the logistic-regression head on standardised features
     normalisation_check_images: int = 1000  # validation images for the zero-shot normalisation check
     batch_size: int = 64
+    tap_block: int = 10  # its output is cached too: mid-level targets (the 112-channel stage, 14x14 at 224 px)
+
+    def cache_key(self) -> str:
+        """What the cached train maps depend on."""
+        return hashlib.sha256(f"{self.resolution}/{self.tap_block}".encode()).hexdigest()[:12]
+
+
+@dataclass
+class CropTargets:
+    """The teacher's view of a batch of crops."""
+
+    logits: torch.Tensor  # [B, labels]
+    tokens: torch.Tensor  # [B, grid*grid, C] standardised, from the last map
+    tap_tokens: torch.Tensor | None  # [B, grid*grid, C_tap] standardised, from the mid-level map
+
+    def to(self, device: torch.device | str) -> CropTargets:
+        tap = None if self.tap_tokens is None else self.tap_tokens.to(device)
+        return CropTargets(self.logits.to(device), self.tokens.to(device), tap)
+
+
+def _crop_tokens(maps: np.ndarray, thetas: torch.Tensor, grid: int, mean: torch.Tensor,
+                 std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The crops of ``maps`` on a grid x grid lattice (area-averaged from 2x oversampling where the map
+    is finer than the grid), as maps [B, C, grid, grid] and standardised tokens [B, grid*grid, C]."""
+    x = torch.from_numpy(maps).float()
+    oversample = 2 if x.shape[-1] > grid else 1
+    sample = F.affine_grid(thetas, [len(x), x.shape[1], grid * oversample, grid * oversample], align_corners=False)
+    cropped = F.grid_sample(x, sample, mode="bilinear", padding_mode="reflection", align_corners=False)
+    cropped = F.avg_pool2d(cropped, oversample) if oversample > 1 else cropped
+    return cropped, (cropped.flatten(2).transpose(1, 2) - mean) / std
 
 
 @dataclass
@@ -53,32 +84,39 @@ class DistillTargets:
     head_bias: torch.Tensor  # [labels]
     channel_mean: torch.Tensor  # [C], of the pooled features: standardises the token targets
     channel_std: torch.Tensor  # [C]
+    tap_maps: np.ndarray | None = None  # [N, C_tap, H, W] float16: the mid-level map
+    tap_mean: torch.Tensor | None = None  # [C_tap], of its pooled features
+    tap_std: torch.Tensor | None = None
 
     @property
     def channels(self) -> int:
         return int(self.maps.shape[1])
 
-    def for_crops(self, rows: np.ndarray, thetas: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher logits [B, labels] and standardised token targets [B, grid*grid, C] of the crops."""
-        maps = torch.from_numpy(self.maps[rows]).float()
-        sample = F.affine_grid(thetas, [len(rows), self.channels, grid, grid], align_corners=False)
-        cropped = F.grid_sample(maps, sample, mode="bilinear", padding_mode="reflection", align_corners=False)
+    @property
+    def tap_channels(self) -> int | None:
+        return None if self.tap_maps is None else int(self.tap_maps.shape[1])
+
+    def for_crops(self, rows: np.ndarray, thetas: torch.Tensor, grid: int) -> CropTargets:
+        """Teacher logits and standardised token targets (last and mid-level map) of the crops."""
+        cropped, tokens = _crop_tokens(self.maps[rows], thetas, grid, self.channel_mean, self.channel_std)
         logits = cropped.mean(dim=(2, 3)) @ self.head_weight.T + self.head_bias
-        tokens = (cropped.flatten(2).transpose(1, 2) - self.channel_mean) / self.channel_std
-        return logits, tokens
+        tap = None
+        if self.tap_maps is not None and self.tap_mean is not None and self.tap_std is not None:
+            tap = _crop_tokens(self.tap_maps[rows], thetas, grid, self.tap_mean, self.tap_std)[1]
+        return CropTargets(logits, tokens, tap)
 
 
 class _DenseFeatures(torch.nn.Module):
-    def __init__(self, net: EfficientNetLite0) -> None:
+    def __init__(self, net: EfficientNetLite0, tap_block: int) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.tap_block = net, tap_block
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.feature_map(x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.net.feature_maps(x, self.tap_block)
 
 
 class TeacherRunner:
-    """The compiled OpenVINO teacher: NHWC uint8 images -> dense feature maps [N, 1280, h, w]."""
+    """The compiled OpenVINO teacher: NHWC uint8 images -> dense feature maps [N, 1280, h, w] (and the tap's)."""
 
     def __init__(self, config: TeacherConfig, threads: ThreadSettings) -> None:
         import openvino as ov
@@ -87,8 +125,8 @@ class TeacherRunner:
         self.imagenet = load_imagenet_lite0()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # "same" padding is static per input size
-            model = ov.convert_model(_DenseFeatures(self.imagenet), example_input=torch.zeros(1, 3, size, size),
-                                     input=[(-1, 3, size, size)])
+            model = ov.convert_model(_DenseFeatures(self.imagenet, config.tap_block),
+                                     example_input=torch.zeros(1, 3, size, size), input=[(-1, 3, size, size)])
         settings = threads.resolved()
         self.compiled = ov.Core().compile_model(model, "CPU", {
             "INFERENCE_NUM_THREADS": str(settings.openvino_threads), "INFERENCE_PRECISION_HINT": "f32",
@@ -96,12 +134,20 @@ class TeacherRunner:
         self.config = config
 
     def feature_maps(self, pixels: np.ndarray, norm: str = "half", desc: str = "teacher") -> np.ndarray:
+        return self.both_maps(pixels, norm, desc, keep_tap=False)[0]
+
+    def both_maps(self, pixels: np.ndarray, norm: str = "half", desc: str = "teacher",
+                  keep_tap: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """The last maps and (``keep_tap``) the tap block's maps, float16."""
         mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMALISATIONS[norm])
-        maps, step = [], self.config.batch_size
+        maps, taps, step = [], [], self.config.batch_size
         for start in tqdm(range(0, len(pixels), step), desc=desc, leave=False, mininterval=2.0):
             x = torch.from_numpy(pixels[start : start + step]).permute(0, 3, 1, 2).float() / 255
-            maps.append(self.compiled(((x - mean) / std).numpy())[0].astype(np.float16))
-        return np.concatenate(maps)
+            outputs = self.compiled(((x - mean) / std).numpy())
+            maps.append(outputs[0].astype(np.float16))
+            if keep_tap:
+                taps.append(outputs[1].astype(np.float16))
+        return np.concatenate(maps), np.concatenate(taps) if keep_tap else None
 
     def imagenet_logits(self, maps: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
@@ -162,22 +208,26 @@ class Teacher:
         log.info("teacher zero-shot accuracy by input normalisation: %s", accuracy)
         return accuracy
 
-    def train_maps(self) -> tuple[np.ndarray, np.ndarray]:
-        """Feature maps of every train image, cached as .npy in the work dir (written atomically)."""
+    def train_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Last and tap feature maps of every train image, cached as .npy in the work dir (written atomically)."""
         pixels, labels = self.pixels("train")
-        path = self.work_dir / "train-maps.npy"
-        if path.exists():
-            return np.load(path, allow_pickle=False), labels
-        maps = self.runner.feature_maps(pixels, desc="teacher train")
+        key = self.config.cache_key()
+        paths = [self.work_dir / f"train-{kind}-{key}.npy" for kind in ("maps", "tap-maps")]
+        if all(path.exists() for path in paths):
+            maps, taps = (np.load(path, allow_pickle=False) for path in paths)
+            return maps, taps, labels
+        maps, taps = self.runner.both_maps(pixels, desc="teacher train")
+        assert taps is not None
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.work_dir / "train-maps.tmp.npy"
-        np.save(tmp, maps, allow_pickle=False)
-        tmp.replace(path)
-        return maps, labels
+        for path, array in zip(paths, (maps, taps), strict=True):
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, array, allow_pickle=False)
+            tmp.replace(path)
+        return maps, taps, labels
 
     def build(self, train_count: int, label_names: list[str]) -> tuple[DistillTargets, dict[str, Any]]:
         started = time.perf_counter()
-        maps, train_labels = self.train_maps()
+        maps, taps, train_labels = self.train_maps()
         if len(maps) != train_count:
             raise ValueError(f"teacher decoded {len(maps)} train images, the student {train_count}")
         pooled = maps.astype(np.float32).mean(axis=(2, 3))
@@ -196,8 +246,10 @@ class Teacher:
         info["minutes"] = round((time.perf_counter() - started) / 60, 2)
         log.info("teacher: val F1 %.4f, test F1 %.4f (%.1f min)", info["val_metrics"]["f1"],
                  info["test_metrics"]["f1"], info["minutes"])
+        tap_pooled = taps.astype(np.float32).mean(axis=(2, 3))
         targets = DistillTargets(maps, torch.from_numpy(head[0]), torch.from_numpy(head[1]),
-                                 torch.from_numpy(pooled.mean(0)), torch.from_numpy(pooled.std(0) + 1e-2))
+                                 torch.from_numpy(pooled.mean(0)), torch.from_numpy(pooled.std(0) + 1e-2),
+                                 taps, torch.from_numpy(tap_pooled.mean(0)), torch.from_numpy(tap_pooled.std(0) + 1e-2))
         return targets, info
 
 

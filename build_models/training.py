@@ -29,7 +29,7 @@ from build_models.preprocessing import PreprocessConfig
 from build_models.views import color_jitter, random_thetas, warp
 
 if TYPE_CHECKING:
-    from build_models.teacher import DistillTargets
+    from build_models.teacher import CropTargets, DistillTargets
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class TrainConfig:
     distill_temperature: float = 2.0
     feature_weight: float = 0.0  # token distillation: cosine loss of projected patch tokens to the teacher's map
     pooled_weight: float = 0.0  # the same loss from the projected class token to the map's mean (what its head reads)
+    tap_weight: float = 0.0  # the same loss from the patch tokens after layer tap_layer to the teacher's mid-level map
+    tap_layer: int = 3  # 0-based index of the ViT encoder layer whose output is projected
     # Progressive resolution (ViT students): the first low_res_fraction of training runs at low_res_size px,
     # position embeddings interpolated, so its steps are cheaper (fewer tokens); the rest at the model's size.
     low_res_fraction: float = 0.0
@@ -186,11 +188,14 @@ class _Objective(torch.nn.Module):
     trained with the student and discarded afterwards, so the student stays a plain classifier.
     """
 
-    def __init__(self, model: Any, feature_dim: int | None) -> None:  # a transformers image classifier
+    def __init__(self, model: Any, feature_dim: int | None, tap_dim: int | None = None,
+                 tap_layer: int = 0) -> None:  # a transformers image classifier
         super().__init__()
         self.model = model
         self.projection: torch.nn.Linear | None = None
+        self.tap_projection: torch.nn.Linear | None = None
         self._tokens: list[torch.Tensor] = []
+        self._tapped: list[torch.Tensor] = []
         self.hooks: list[Any] = []
         # Training only: eager attention is faster than SDPA here (343 vs 382 ms per ViT step in fp32) and,
         # under bf16 autocast, SDPA's CPU backward is slower than the matmuls it replaces (567 vs 38 ms).
@@ -200,6 +205,11 @@ class _Objective(torch.nn.Module):
         if feature_dim is not None:
             self.projection = torch.nn.Linear(model.config.hidden_size, feature_dim)
             self.hooks.append(model.vit.layernorm.register_forward_hook(lambda _m, _i, out: self._tokens.append(out)))
+        if tap_dim is not None:
+            self.tap_projection = torch.nn.Linear(model.config.hidden_size, tap_dim)
+            layer = model.vit.encoder.layer[tap_layer]
+            self.hooks.append(layer.register_forward_hook(
+                lambda _m, _i, out: self._tapped.append(out[0] if isinstance(out, tuple) else out)))
 
     @property
     def token_grid(self) -> int:
@@ -212,13 +222,16 @@ class _Objective(torch.nn.Module):
         """The patch grid of a ``size``-pixel input (None: the model's own size)."""
         return self.token_grid if size is None else int(size // self.model.config.patch_size)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Logits, projected final tokens [B, 1 + patches, C] (class token first), projected tap patch tokens."""
         self._tokens.clear()
+        self._tapped.clear()
         image_size = getattr(self.model.config, "image_size", None)  # ViTs; other students take any size
         resized = {"interpolate_pos_encoding": True} if image_size and x.shape[-1] != image_size else {}
         logits = self.model(pixel_values=x, **resized).logits
         projected = None if self.projection is None else self.projection(self._tokens[-1])
-        return logits, projected  # [B, 1 + patches, C]: the class token first
+        tapped = None if self.tap_projection is None else self.tap_projection(self._tapped[-1][:, 1:])
+        return logits, projected, tapped
 
     def finish(self) -> None:
         """Detach the training-only hooks and restore the attention implementation the model is served with."""
@@ -239,14 +252,21 @@ def _batch_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tenso
     return (1 - config.distill_alpha) * hard + config.distill_alpha * soft * t * t
 
 
-def _feature_loss(projected: torch.Tensor | None, target: torch.Tensor | None, config: TrainConfig) -> torch.Tensor:
-    """Token loss on the patch tokens plus, weighted by ``pooled_weight``, on the class token vs the mean target."""
-    if projected is None or target is None:
-        return torch.zeros(())
-    projected = projected.float()
-    tokens = (1 - F.cosine_similarity(projected[:, 1:], target, dim=-1)).mean()
-    pooled = (1 - F.cosine_similarity(projected[:, 0], target.mean(dim=1), dim=-1)).mean()
-    return config.feature_weight * tokens + config.pooled_weight * pooled
+def _cosine_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (1 - F.cosine_similarity(predicted.float(), target, dim=-1)).mean()
+
+
+def _feature_loss(projected: torch.Tensor | None, target: torch.Tensor | None, config: TrainConfig,
+                  tapped: torch.Tensor | None = None, tap_target: torch.Tensor | None = None) -> torch.Tensor:
+    """Token loss on the patch tokens, plus the class token vs the mean target (``pooled_weight``), plus
+    the tap layer's patch tokens vs the teacher's mid-level map (``tap_weight``)."""
+    loss = torch.zeros(())
+    if projected is not None and target is not None:
+        loss = loss + config.feature_weight * _cosine_loss(projected[:, 1:], target)
+        loss = loss + config.pooled_weight * _cosine_loss(projected[:, 0], target.mean(dim=1))
+    if tapped is not None and tap_target is not None:
+        loss = loss + config.tap_weight * _cosine_loss(tapped, tap_target)
+    return loss
 
 
 def _progress(config: TrainConfig, step: int, steps_per_epoch: int, elapsed_s: float) -> float:
@@ -274,7 +294,7 @@ def _optimizer(objective: torch.nn.Module, config: TrainConfig) -> torch.optim.O
 
 
 def _student_batch(data: TrainData, config: TrainConfig, step: int, steps_per_epoch: int, grid: int, size: int | None,
-                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, CropTargets | None]:
     """Inputs, labels, teacher logits and teacher token targets of one step; seeded by the step (resumable)."""
     epoch, offset = divmod(step, steps_per_epoch)
     order = np.random.default_rng([config.seed, epoch]).permutation(len(data.train_labels))
@@ -284,14 +304,14 @@ def _student_batch(data: TrainData, config: TrainConfig, step: int, steps_per_ep
     labels = torch.from_numpy(data.train_labels[rows]).to(device)
     thetas = random_thetas(len(rows), config.crop_scale_min, generator)
     x = color_jitter(warp(x, thetas, size), config.color_jitter, generator).to(device)
-    teacher_logits = teacher_tokens = None
+    teacher_logits, crop_targets = None, None
     if data.targets is not None:
-        teacher_logits, teacher_tokens = data.targets.for_crops(rows, thetas, grid)
-        teacher_logits, teacher_tokens = teacher_logits.to(device), teacher_tokens.to(device)
+        crop_targets = data.targets.for_crops(rows, thetas, grid).to(device)
+        teacher_logits = crop_targets.logits
     elif data.teacher is not None:
         with torch.no_grad(), _autocast(device.type, config.precision):
             teacher_logits = data.teacher(x).float()
-    return x, labels, teacher_logits, teacher_tokens
+    return x, labels, teacher_logits, crop_targets
 
 
 def train_classifier(
@@ -305,10 +325,12 @@ def train_classifier(
     torch.manual_seed(config.seed)
     if config.low_res_fraction > 0 and not hasattr(getattr(model, "config", None), "patch_size"):
         raise ValueError("progressive resolution needs a ViT student (patch embeddings)")
-    feature_dim = None
+    feature_dim = tap_dim = None
     if data.targets is not None and (config.feature_weight > 0 or config.pooled_weight > 0):
         feature_dim = data.targets.channels
-    objective = _Objective(model, feature_dim).to(device)
+    if data.targets is not None and config.tap_weight > 0:
+        tap_dim = data.targets.tap_channels
+    objective = _Objective(model, feature_dim, tap_dim, config.tap_layer).to(device)
     optimizer = _optimizer(objective, config)
     checkpoint = _Checkpoint(work_dir, fingerprint(config, extra_fingerprint))
     state = checkpoint.load(objective, optimizer) or {"step": 0, "elapsed_s": 0.0, "best": -1.0, "history": []}
@@ -320,14 +342,15 @@ def train_classifier(
     while _progress(config, step, steps_per_epoch, time.perf_counter() - started) < 1.0:
         progress = _progress(config, step, steps_per_epoch, time.perf_counter() - started)
         size = config.low_res_size if progress < config.low_res_fraction else None
-        x, labels, teacher_logits, teacher_tokens = _student_batch(
+        x, labels, teacher_logits, crop_targets = _student_batch(
             data, config, step, steps_per_epoch, objective.grid_at(size), size, torch.device(device))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step, progress)
         with _autocast(device, config.precision):
-            logits, projected = objective(x)
+            logits, projected, tapped = objective(x)
         loss = _batch_loss(logits.float(), labels, teacher_logits, config)
-        loss = loss + _feature_loss(projected, teacher_tokens, config)
+        if crop_targets is not None:
+            loss = loss + _feature_loss(projected, crop_targets.tokens, config, tapped, crop_targets.tap_tokens)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)

@@ -39,12 +39,15 @@ def _synthetic_targets(count: int) -> DistillTargets:
     """Teacher maps with a fixed seed: the plumbing of token distillation, not its quality."""
     rng = np.random.default_rng(0)
     maps = rng.normal(size=(count, 8, 3, 3)).astype(np.float16)
-    return DistillTargets(maps, torch.randn(2, 8), torch.zeros(2), torch.zeros(8), torch.ones(8))
+    taps = rng.normal(size=(count, 4, 6, 6)).astype(np.float16)
+    return DistillTargets(maps, torch.randn(2, 8), torch.zeros(2), torch.zeros(8), torch.ones(8),
+                          taps, torch.zeros(4), torch.ones(4))
 
 
 @pytest.mark.parametrize("distilled", [False, True], ids=["plain", "token-distillation"])
 def test_interrupted_training_resumes_to_the_same_weights(tiny_data, tmp_path, monkeypatch, distilled):
-    config = dataclasses.replace(CONFIG, feature_weight=1.0 if distilled else 0.0)
+    config = dataclasses.replace(CONFIG, feature_weight=1.0 if distilled else 0.0,
+                                 tap_weight=1.0 if distilled else 0.0, tap_layer=0)
     targets = _synthetic_targets(len(tiny_data.train_labels)) if distilled else None
     data = dataclasses.replace(tiny_data, targets=targets)
     straight = _model()
@@ -156,3 +159,21 @@ def test_feature_loss_weighs_patch_tokens_and_the_class_token_separately():
     assert training._feature_loss(wrong_class_token, target, config).item() == pytest.approx(3.0 * 2.0, abs=1e-5)
     wrong_patches = torch.cat([target.mean(dim=1, keepdim=True), -target], dim=1)
     assert training._feature_loss(wrong_patches, target, config).item() == pytest.approx(2.0 * 2.0, abs=1e-5)
+
+
+def test_feature_loss_adds_the_mid_level_tokens_by_their_weight():
+    target, tap_target = torch.randn(2, 4, 8), torch.randn(2, 4, 5)
+    exact = torch.cat([target.mean(dim=1, keepdim=True), target], dim=1)
+    config = dataclasses.replace(CONFIG, feature_weight=1.0, tap_weight=0.5)
+    assert training._feature_loss(exact, target, config, tap_target, tap_target).item() == pytest.approx(0, abs=1e-6)
+    opposite = training._feature_loss(exact, target, config, -tap_target, tap_target).item()
+    assert opposite == pytest.approx(0.5 * 2.0, abs=1e-5)
+
+
+def test_crop_targets_area_average_a_finer_map_onto_the_grid():
+    targets = _synthetic_targets(2)
+    identity = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).repeat(2, 1, 1)
+    crop = targets.for_crops(np.array([0, 1]), identity, grid=3)
+    assert crop.tokens.shape == (2, 9, 8) and crop.tap_tokens is not None and crop.tap_tokens.shape == (2, 9, 4)
+    pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(targets.tap_maps[:2]).float(), 2)
+    torch.testing.assert_close(crop.tap_tokens, pooled.flatten(2).transpose(1, 2), atol=1e-5, rtol=0)

@@ -203,7 +203,8 @@ def test_smoke_teacher_is_recorded_and_strong(manifest):
     teacher = manifest.data["base_model"]["teacher"]
     assert teacher["test_metrics"]["accuracy"] >= 0.85, teacher["test_metrics"]
     assert set(teacher["zero_shot_accuracy"]) == {"half", "imagenet"}
-    assert manifest.data["base_model"]["training"]["distillation"] == "cached teacher targets"
+    assert manifest.data["base_model"]["training"]["distillation"] == (
+        "cached teacher targets: token loss x1, logit KD alpha 0.5 at T=2")
 
 
 @pytest.mark.parametrize("name", [n for n in list_variants() if get_variant(n).lossless and n != "plain"])

@@ -306,7 +306,7 @@ def _student_batch(data: TrainData, config: TrainConfig, step: int, steps_per_ep
     x = color_jitter(warp(x, thetas, size), config.color_jitter, generator).to(device)
     teacher_logits, crop_targets = None, None
     if data.targets is not None:
-        crop_targets = data.targets.for_crops(rows, thetas, grid).to(device)
+        crop_targets = data.targets.for_crops(rows, thetas, grid, with_tap=config.tap_weight > 0).to(device)
         teacher_logits = crop_targets.logits
     elif data.teacher is not None:
         with torch.no_grad(), _autocast(device.type, config.precision):

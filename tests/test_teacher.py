@@ -63,3 +63,19 @@ def test_views_select_the_same_region_at_any_resolution():
 
     pooled = torch.nn.functional.avg_pool2d(warp(ramp(64), theta), 4)
     torch.testing.assert_close(pooled, warp(ramp(16), theta), atol=1e-5, rtol=0)
+
+
+def test_openvino_teacher_returns_the_last_and_the_tap_block_maps_of_the_pytorch_module(lite0):
+    from build_models.teacher import TeacherConfig, TeacherRunner
+    from build_models.threads import ThreadSettings
+
+    config = TeacherConfig(resolution=64, batch_size=4, tap_block=10)
+    pixels = np.random.default_rng(0).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
+    maps, taps = TeacherRunner(config, ThreadSettings()).both_maps(pixels)
+    assert maps.shape == (3, 1280, 2, 2) and taps is not None and taps.shape == (3, 112, 4, 4)
+    x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    with torch.inference_mode():
+        expected_maps, expected_taps = lite0.feature_maps(x, tap_block=10)
+    assert expected_taps is not None
+    np.testing.assert_allclose(maps.astype(np.float32), expected_maps.numpy(), atol=2e-2, rtol=1e-2)
+    np.testing.assert_allclose(taps.astype(np.float32), expected_taps.numpy(), atol=2e-2, rtol=1e-2)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import ViTConfig, ViTForImageClassification
 
-from build_models import training
+from build_models import teacher, training
 from build_models.base_model import SCRATCH_PRESETS, label_maps
 from build_models.context import BuildContext
 from build_models.data import SplitConfig, make_splits
@@ -170,10 +170,18 @@ def test_feature_loss_adds_the_mid_level_tokens_by_their_weight():
     assert opposite == pytest.approx(0.5 * 2.0, abs=1e-5)
 
 
-def test_crop_targets_area_average_a_finer_map_onto_the_grid():
+def test_crop_targets_read_both_maps_on_the_grid_and_the_tap_only_when_asked():
     targets = _synthetic_targets(2)
     identity = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).repeat(2, 1, 1)
-    crop = targets.for_crops(np.array([0, 1]), identity, grid=3)
-    assert crop.tokens.shape == (2, 9, 8) and crop.tap_tokens is not None and crop.tap_tokens.shape == (2, 9, 4)
-    pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(targets.tap_maps[:2]).float(), 2)
-    torch.testing.assert_close(crop.tap_tokens, pooled.flatten(2).transpose(1, 2), atol=1e-5, rtol=0)
+    crop = targets.for_crops(np.array([0, 1]), identity, grid=6)
+    assert crop.tokens.shape == (2, 36, 8) and crop.tap_tokens is not None and crop.tap_tokens.shape == (2, 36, 4)
+    exact = torch.from_numpy(targets.tap_maps[:2]).float()  # the identity crop of a 6x6 map on a 6x6 grid
+    torch.testing.assert_close(crop.tap_tokens, exact.flatten(2).transpose(1, 2), atol=1e-5, rtol=0)
+    assert targets.for_crops(np.array([0, 1]), identity, grid=6, with_tap=False).tap_tokens is None
+
+
+def test_pool_to_area_averages_in_chunks():
+    maps = np.arange(3 * 2 * 4 * 4, dtype=np.float16).reshape(3, 2, 4, 4)
+    pooled = teacher.pool_to(maps, (2, 2), chunk=2)
+    expected = torch.nn.functional.avg_pool2d(torch.from_numpy(maps).float(), 2).half().numpy()
+    assert pooled.dtype == np.float16 and np.array_equal(pooled, expected)

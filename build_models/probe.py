@@ -24,6 +24,10 @@ from build_models.profiles import PROFILE_NAMES, PROJECT_ROOT, BuildProfile, get
 from build_models.training import TrainConfig
 
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+# The settings a probe row shows as they were in effect (the profile's values change over time; overrides alone
+# would not say what a row trained with).
+RECIPE_FIELDS = ("precision", "low_res_fraction", "lr", "distill_alpha", "feature_weight", "pooled_weight",
+                 "tap_weight", "tap_layer")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -67,7 +71,8 @@ def run_probe(profile: BuildProfile, artifacts: Path, steps: int, overrides: dic
     started = time.perf_counter()
     result = train_classifier(loaded.model, train_data, config, artifacts / WORK_DIR / "probes" / key,
                               {"probe": key}, device=device)
-    return {"label": label, "profile": profile.name, "overrides": overrides, "steps": result.steps,
+    recipe = {name: getattr(config, name) for name in RECIPE_FIELDS} | {"precision": result.precision}
+    return {"label": label, "profile": profile.name, "overrides": overrides, "recipe": recipe, "steps": result.steps,
             "epochs": round(result.epochs, 2), "minutes": round(result.minutes, 2),
             "val_accuracy": result.history[-1]["val_accuracy"] if result.history else result.best_val_accuracy,
             "precision": result.precision, "cpu_flags": cpu_facts()["flags"],

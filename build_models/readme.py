@@ -77,13 +77,17 @@ def render_key_values(result: dict[str, Any]) -> str:
 
 
 def render_probes(entries: list[dict[str, Any]]) -> str:
-    """Recipe probes (docs/probes-<profile>.json, written by ``python -m build_models.probe``) as a table."""
-    lines = ["| recipe | changes to the profile's recipe | steps | epochs | wall min | val accuracy | precision |",
-             "|---|---|---|---|---|---|---|"]
+    """Recipe probes (docs/probes-<profile>.json, written by ``python -m build_models.probe``) as a table of the
+    settings each trained with."""
+    lines = ["| recipe | logit KD alpha | token loss | mid-level loss (layer) | class-token loss | first at 64 px | lr "
+             "| precision | steps | epochs | wall min | val accuracy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
-        changes = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in e["overrides"].items()) or "none"
-        lines.append(f"| {e['label']} | {changes} | {e['steps']} | {e['epochs']:.2f} | {e['minutes']:.1f} | "
-                     f"{e['val_accuracy']:.4f} | {e['precision']} |")
+        r = e["recipe"]
+        mid = f"{r['tap_weight']:g} ({r['tap_layer']})" if r["tap_weight"] else "-"
+        lines.append(f"| {e['label']} | {r['distill_alpha']:g} | {r['feature_weight']:g} | {mid} | "
+                     f"{r['pooled_weight']:g} | {r['low_res_fraction']:.0%} | {r['lr']:g} | {r['precision']} | "
+                     f"{e['steps']} | {e['epochs']:.2f} | {e['minutes']:.1f} | {e['val_accuracy']:.4f} |")
     return "\n".join(lines)
 
 

@@ -24,7 +24,7 @@ def test_probe_config_budgets_exact_steps_and_keeps_the_profile_recipe():
     config = probe.probe_config(profile, 1400, 287, {"low_res_fraction": 0.6})
     assert config.epochs * 287 == pytest.approx(1400) and config.minutes is None
     assert config.eval_every_steps == 1400 and config.low_res_fraction == 0.6
-    assert (config.lr, config.feature_weight, config.batch_size) == (profile.train.lr, 1.0, 64)
+    assert (config.lr, config.feature_weight, config.batch_size) == (profile.train.lr, 4.0, 64)
 
 
 def test_probe_trains_on_the_build_caches_and_records_one_row_per_label(smoke_artifacts, tmp_path):
@@ -41,4 +41,6 @@ def test_probe_trains_on_the_build_caches_and_records_one_row_per_label(smoke_ar
     entries = json.loads(out.read_text())
     assert [e["label"] for e in entries] == ["lower lr", "profile lr"]
     table = render_probes(entries).splitlines()
-    assert table[2].startswith("| lower lr | `lr=0.001` | 12 | ") and len(table) == 4
+    assert first["recipe"] == {"precision": "fp32", "low_res_fraction": 0.0, "lr": 1e-3, "distill_alpha": 0.5,
+                               "feature_weight": 1.0, "pooled_weight": 0.0, "tap_weight": 0.0, "tap_layer": 3}
+    assert table[2].startswith("| lower lr | 0.5 | 1 | - | 0 | 0% | 0.001 | fp32 | 12 | ") and len(table) == 4

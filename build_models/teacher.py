@@ -46,8 +46,8 @@ class TeacherConfig:
     tap_block: int = 10  # its output is cached too: mid-level targets (the 112-channel stage, 14x14 at 224 px)
 
     def cache_key(self) -> str:
-        """What the cached train maps depend on."""
-        return hashlib.sha256(f"{self.resolution}/{self.tap_block}".encode()).hexdigest()[:12]
+        """What the cached train maps depend on (the tap maps are cached pooled to the last map's size)."""
+        return hashlib.sha256(f"{self.resolution}/{self.tap_block}/pooled".encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -78,7 +78,7 @@ def pool_to(maps: np.ndarray, size: tuple[int, int], chunk: int = 1024) -> np.nd
     costs a quarter of the memory and of the crop time, and samples onto a 6x6 grid without aliasing."""
     pooled = [F.adaptive_avg_pool2d(torch.from_numpy(maps[i : i + chunk]).float(), size).half().numpy()
               for i in range(0, len(maps), chunk)]
-    return np.concatenate(pooled) if pooled else maps[:, :, : size[0], : size[1]]
+    return np.concatenate(pooled) if pooled else np.empty((0, maps.shape[1], *size), np.float16)
 
 
 @dataclass
@@ -215,7 +215,8 @@ class Teacher:
         return accuracy
 
     def train_maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Last and tap feature maps of every train image, cached as .npy in the work dir (written atomically)."""
+        """Last and tap feature maps of every train image, the tap maps pooled to the last map's size, cached as
+        .npy in the work dir (written atomically)."""
         pixels, labels = self.pixels("train")
         key = self.config.cache_key()
         paths = [self.work_dir / f"train-{kind}-{key}.npy" for kind in ("maps", "tap-maps")]
@@ -224,6 +225,7 @@ class Teacher:
             return maps, taps, labels
         maps, taps = self.runner.both_maps(pixels, desc="teacher train")
         assert taps is not None
+        taps = pool_to(taps, maps.shape[-2:])
         self.work_dir.mkdir(parents=True, exist_ok=True)
         for path, array in zip(paths, (maps, taps), strict=True):
             tmp = path.with_suffix(".tmp.npy")
@@ -252,7 +254,6 @@ class Teacher:
         info["minutes"] = round((time.perf_counter() - started) / 60, 2)
         log.info("teacher: val F1 %.4f, test F1 %.4f (%.1f min)", info["val_metrics"]["f1"],
                  info["test_metrics"]["f1"], info["minutes"])
-        taps = pool_to(taps, maps.shape[-2:])
         tap_pooled = taps.astype(np.float32).mean(axis=(2, 3))
         targets = DistillTargets(maps, torch.from_numpy(head[0]), torch.from_numpy(head[1]),
                                  torch.from_numpy(pooled.mean(0)), torch.from_numpy(pooled.std(0) + 1e-2),

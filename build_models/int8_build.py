@@ -1,6 +1,7 @@
 """Building an int8 artifact from any fp32 classifier folder, in whichever runtime is fastest.
 
-Candidates: ONNX Runtime static QDQ U8S8 (reduce_range), ONNX Runtime dynamic U8, and (where
+Candidates: ONNX Runtime static QDQ U8S8 (reduce_range), ONNX Runtime dynamic U8 (per tensor and per
+channel), and (where
 asked) OpenVINO NNCF int8, all calibrated on the same train images; the fastest one that agrees
 with the fp32 model on validation images is kept, and the manifest records all of them.
 """
@@ -51,6 +52,8 @@ def quantize_onnx_candidates(ctx: BuildContext, fp32_onnx: Any) -> list[Candidat
                   ort_static_int8(fp32_onnx, work / "static_u8s8.onnx", calibration, "u8", reduce_range=True),
                   "onnxruntime"),
         Candidate("dynamic-u8", ort_dynamic_int8(fp32_onnx, work / "dynamic_u8.onnx"), "onnxruntime"),
+        Candidate("dynamic-u8-per-channel",
+                  ort_dynamic_int8(fp32_onnx, work / "dynamic_u8_pc.onnx", per_channel=True), "onnxruntime"),
     ]
 
 

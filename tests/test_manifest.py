@@ -42,3 +42,20 @@ def test_tampered_artifact_is_detected_and_unavailable(smoke_artifacts, tmp_path
         manifest.verify("plain")
     with pytest.raises(VariantUnavailableError):
         load_predictor(manifest, "plain", ThreadSettings())
+
+
+def test_untrained_base_records_no_scores(tmp_path):
+    """A random-init base that is never trained (vit-base's setting) gets no F1 in the manifest or report:
+    its agreement with the labels says nothing about a compression method."""
+    from build_models.pipeline import BuildRequest, run_build
+    from build_models.profiles import get_profile
+    from tests.conftest import DATASET
+
+    profile = get_profile("smoke").with_overrides(dataset=str(DATASET), train_epochs=0.0, limit=200)
+    manifest = run_build(BuildRequest(profile=profile, artifacts_dir=tmp_path, variants="plain,onnx"))
+    for name in ("plain", "onnx"):
+        metrics = manifest.variants[name]["metrics"]
+        assert metrics["f1"] is None and metrics["accuracy"] is None and metrics["applicable"] is False
+        assert metrics["count"] == 50
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["f1_applicable"] is False and {row["f1"] for row in report["rows"]} == {None}

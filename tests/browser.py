@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtests.run import HOST, free_port, wait_ready
+from tests.live_server import serve
+
+__all__ = ["INSTALL_HINT", "chromium_paths", "make_driver", "serve", "synthetic_picture", "wait_for_answers"]
 
 INSTALL_HINT = "install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
 
@@ -45,23 +42,6 @@ def make_driver(width: int = 1280, height: int = 1000) -> Any:
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=options, service=Service(executable_path=paths[1]))
-
-
-@contextmanager
-def serve(artifacts: Path, log_file: Path, variants: str = "all") -> Iterator[str]:
-    """``python -m service`` on a free loopback port; yields its base URL and stops it afterwards."""
-    port = free_port()
-    env = {**os.environ, "VITSERVE_ARTIFACTS_DIR": str(artifacts), "VITSERVE_HOST": HOST,
-           "VITSERVE_PORT": str(port), "VITSERVE_VARIANTS": variants, "USE_TF": "0"}
-    with open(log_file, "wb") as handle:
-        service = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=handle)
-        try:
-            wait_ready(port, 300, service)
-            yield f"http://{HOST}:{port}"
-        finally:
-            service.terminate()
-            service.wait(timeout=30)
 
 
 def synthetic_picture(path: Path) -> Path:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -16,27 +13,16 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from build_models.preprocessing import PreprocessConfig, preprocess, softmax
-from loadtests.run import HOST, free_port, wait_ready
 from service.v2_protocol import InferenceRequestError, join_bytes_tensor, parse_infer_request, split_bytes_tensor
+from tests.live_server import serve
 
 VARIANTS = "plain,onnx,transformers-pipeline"
 
 
 @pytest.fixture(scope="module")
 def server(smoke_artifacts, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "VITSERVE_ARTIFACTS_DIR": str(smoke_artifacts), "VITSERVE_HOST": HOST,
-           "VITSERVE_PORT": str(port), "VITSERVE_VARIANTS": VARIANTS, "USE_TF": "0"}
-    log = tmp_path_factory.mktemp("v2") / "service.log"
-    with open(log, "wb") as handle:
-        service = subprocess.Popen([sys.executable, "-m", "service"], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=handle)
-        try:
-            wait_ready(port, 180, service)
-            yield f"{HOST}:{port}"
-        finally:
-            service.terminate()
-            service.wait(timeout=30)
+    with serve(smoke_artifacts, tmp_path_factory.mktemp("v2") / "service.log", VARIANTS) as url:
+        yield url.removeprefix("http://")
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from build_models.errors import VitserveError
 from build_models.profiles import PROFILE_NAMES, default_profile_name, get_profile
@@ -33,10 +35,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                    help="training precision (auto: bf16 autocast where native: AMX CPUs, bf16 GPUs; else fp32)")
     p.add_argument("--student-base", help="starting weights of distilled-resnet18: hub id or local folder")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="set one of the profile's per-variant options (repeatable), e.g. distill_epochs=3; "
+                        "the value is read as JSON when it parses, else kept as text")
     p.add_argument("--force", action="store_true", help="rebuild variants that are already built")
     p.add_argument("--list", action="store_true", help="list the registered variants and exit")
     p.add_argument("--verbose", action="store_true", help="let third-party libraries log at INFO too")
     return p
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["distill_epochs=3", "resnet18_base=./rn18"]`` -> ``{"distill_epochs": 3, "resnet18_base": "./rn18"}``."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --option {pair!r} is not KEY=VALUE")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -74,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     threads = ThreadSettings(torch_intra_op=args.threads, ort_intra_op=args.threads,
                              openvino_threads=args.threads, tf_intra_op=args.threads)
+    options = dict(profile.options, **parse_options(args.option))
     if args.student_base:
-        profile = profile.with_overrides(options={**profile.options, "resnet18_base": args.student_base})
+        options["resnet18_base"] = args.student_base
+    profile = profile.with_overrides(options=options)
     request = BuildRequest(profile=profile, artifacts_dir=args.artifacts, variants=args.variants,
                            force=args.force, threads=threads, device=resolve_device(args.device))
     try:

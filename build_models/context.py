@@ -35,15 +35,22 @@ class BuildContext:
     device: str = "cpu"  # torch device for variants that train (distillation, pruning recovery)
     precision: str = "auto"  # their training precision (training.training_precision)
     pixel_cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    row_cache: dict[str, np.ndarray] = field(default_factory=dict)
     progress: Callable[[str], None] = log.info
 
     def pixels(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """uint8 NHWC pixels and labels of ``split`` ("train" / "val") at the base model's size."""
-        if split not in self.pixel_cache:
+        if split not in self.pixel_cache or split not in self.row_cache:
             rows = self.splits.as_dict()[split]
             pixels, kept = decode_pixels(self.data, rows, self.preprocess, self.cache_dir)
             self.pixel_cache[split] = (pixels, self.data.labels[kept])
+            self.row_cache[split] = kept
         return self.pixel_cache[split]
+
+    def rows(self, split: str) -> np.ndarray:
+        """The dataset rows behind ``pixels(split)`` (those that decode)."""
+        self.pixels(split)
+        return self.row_cache[split]
 
     def train_data(self) -> TrainData:
         """Train and validation pixels; the ``val_images`` option keeps the first N validation images (a 224 px
@@ -53,18 +60,23 @@ class BuildContext:
         limit = self.options.get("val_images")
         return TrainData(train_pixels, train_labels, val_pixels[:limit], val_labels[:limit], self.preprocess)
 
-    def calibration_batch(self, count: int) -> np.ndarray:
-        """A fixed, class-balanced sample of train images as a normalised NCHW float32 batch."""
-        pixels, labels = self.pixels("train")
+    def calibration_batch(self, count: int, preprocess: PreprocessConfig | None = None) -> np.ndarray:
+        """A fixed, class-balanced sample of train images as a normalised NCHW float32 batch (for ``preprocess``:
+        a student's own size and normalisation; default the base model's)."""
+        _, labels = self.pixels("train")
         rng = np.random.default_rng(self.seed)
         per_class = [rng.permutation(np.flatnonzero(labels == c))[: count // 2] for c in np.unique(labels)]
-        rows = np.sort(np.concatenate(per_class))[:count]
-        return normalize_uint8(pixels[rows], self.preprocess)
+        return self._batch("train", np.sort(np.concatenate(per_class))[:count], preprocess)
 
-    def validation_batch(self, count: int) -> np.ndarray:
+    def validation_batch(self, count: int, preprocess: PreprocessConfig | None = None) -> np.ndarray:
         """The first ``count`` validation images as a normalised NCHW float32 batch."""
-        pixels, _ = self.pixels("val")
-        return normalize_uint8(pixels[:count], self.preprocess)
+        return self._batch("val", np.arange(min(count, len(self.rows("val")))), preprocess)
+
+    def _batch(self, split: str, indices: np.ndarray, preprocess: PreprocessConfig | None) -> np.ndarray:
+        if preprocess is None or preprocess == self.preprocess:
+            return normalize_uint8(self.pixels(split)[0][indices], self.preprocess)
+        pixels, _ = decode_pixels(self.data, self.rows(split)[indices], preprocess, self.cache_dir)
+        return normalize_uint8(pixels, preprocess)
 
     @property
     def artifacts_root(self) -> Path:

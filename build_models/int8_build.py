@@ -37,6 +37,7 @@ from build_models.int8 import (
     score_candidates,
 )
 from build_models.predictor import Predictor
+from build_models.preprocessing import PreprocessConfig
 from build_models.threads import ThreadSettings
 from build_models.variants.onnx import OnnxSessionPredictor
 from build_models.variants.openvino import OpenVinoPredictor
@@ -44,8 +45,9 @@ from build_models.variants.openvino import OpenVinoPredictor
 log = logging.getLogger(__name__)
 
 
-def quantize_onnx_candidates(ctx: BuildContext, fp32_onnx: Any) -> list[Candidate]:
-    calibration = ctx.calibration_batch(CALIBRATION_IMAGES)
+def quantize_onnx_candidates(ctx: BuildContext, fp32_onnx: Any,
+                             preprocess: PreprocessConfig | None = None) -> list[Candidate]:
+    calibration = ctx.calibration_batch(CALIBRATION_IMAGES, preprocess)
     work = ctx.work_dir
     return [
         Candidate("static-qdq-u8s8-reduce-range",
@@ -57,11 +59,12 @@ def quantize_onnx_candidates(ctx: BuildContext, fp32_onnx: Any) -> list[Candidat
     ]
 
 
-def build_int8_from_onnx(ctx: BuildContext, fp32_onnx: Any, candidates: list[Candidate]) -> dict[str, Any]:
+def build_int8_from_onnx(ctx: BuildContext, fp32_onnx: Any, candidates: list[Candidate],
+                         preprocess: PreprocessConfig | None = None) -> dict[str, Any]:
     threads = ctx.threads.resolved().ort_intra_op
     reference = runner(Candidate("fp32", fp32_onnx, "onnxruntime"), threads)
     choice_images = int(ctx.options.get("int8_choice_images", CHOICE_IMAGES))
-    score_candidates(candidates, reference, ctx.validation_batch(choice_images), threads)
+    score_candidates(candidates, reference, ctx.validation_batch(choice_images, preprocess), threads)
     kept = choose(candidates)
     install(kept, ctx.out_dir, ONNX_FILE if kept.runtime == "onnxruntime" else OPENVINO_XML)
     return {"kept": kept.name, "runtime": kept.runtime, "candidates": {c.name: c.facts() for c in candidates},
@@ -85,11 +88,12 @@ def build_fastest_int8(ctx: BuildContext, source_dir: Path) -> dict[str, Any]:
     """ORT static, ORT dynamic and OpenVINO NNCF int8 of ``source_dir``; the fastest agreeing one kept."""
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     fp32_onnx, fp32_xml, exporter = export_fp32(ctx, source_dir)
-    candidates = quantize_onnx_candidates(ctx, fp32_onnx)
-    calibration = ctx.calibration_batch(CALIBRATION_IMAGES)
+    preprocess = PreprocessConfig.from_dir(source_dir)  # a student's own size, not the base model's
+    candidates = quantize_onnx_candidates(ctx, fp32_onnx, preprocess)
+    calibration = ctx.calibration_batch(CALIBRATION_IMAGES, preprocess)
     candidates.append(Candidate("openvino-nncf", nncf_int8(fp32_xml, ctx.work_dir / "nncf" / OPENVINO_XML,
                                                            calibration), "openvino"))
-    facts = build_int8_from_onnx(ctx, fp32_onnx, candidates)
+    facts = build_int8_from_onnx(ctx, fp32_onnx, candidates, preprocess)
     copy_model_metadata(source_dir, ctx.out_dir)
     return {**facts, "fp32_exporter": exporter}
 

@@ -76,7 +76,7 @@ def run_build(request: BuildRequest) -> Manifest:
     test = TestImages.decode(data, splits.test[: profile.eval_limit] if profile.eval_limit else splits.test)
     names = resolve_selection(request.variants)
     ctx_args = dict(data=data, splits=splits, preprocess=PreprocessConfig.from_dir(root / BASE_DIR),
-                    pixel_cache={})
+                    pixel_cache={}, row_cache={})
     for name in names:
         build_one(request, manifest, name, test, ctx_args)
     measure_latency(request, manifest, test)

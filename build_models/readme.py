@@ -6,7 +6,8 @@ README; ``python -m build_models.readme check`` fails when a block differs from 
 ``docs/`` reports give (the test suite runs it).
 
 A block is ``<!-- generated:<kind>:<profile> -->`` ... ``<!-- /generated -->``; kinds: ``table``,
-``facts``, ``lossless``, ``seed`` (from ``docs/report-<profile>.json``), ``load``, ``container``, ``probes``
+``facts``, ``lossless``, ``seed``, ``students`` (from ``docs/report-<profile>.json``), ``load``, ``container``,
+``probes``
 (from ``docs/<kind>-<name>.json``).
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from build_models.report import base_model_story, lossless_table, machine_lines, markdown_table
 from build_models.seed_study import seed_comparison_table
+from build_models.student_report import distillation_table
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(<!-- generated:(\w+):([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
@@ -58,6 +60,8 @@ def render(kind: str, report: dict[str, Any]) -> str:
         return lossless_table(report["rows"])
     if kind == "seed":  # rendered from the rows and the quoted seed figures now, not read back from the report
         return seed_comparison_table(report["rows"], report["f1_applicable"])
+    if kind == "students":
+        return distillation_table(report.get("students", [])) or "(no student in this build)"
     raise ValueError(f"unknown generated block kind {kind!r}")
 
 

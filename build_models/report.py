@@ -14,6 +14,7 @@ from build_models.manifest import Manifest
 from build_models.plot import write_plot
 from build_models.registry import list_variants
 from build_models.seed_study import seed_comparison_table
+from build_models.student_report import distillation_table, student_rows
 
 COLUMNS = ("Method", "Model Size (MB)", "F1", "Model p50 (IQR) ms", "End-to-end p50 (IQR) ms",
            "Service overhead ms", "Speedup vs plain (model / e2e)", "Parameters", "Sparsity", "Runtime")
@@ -173,6 +174,10 @@ def write_report(manifest: Manifest) -> str:
     lossless = lossless_table(rows)
     if lossless:
         lines += ["## Lossless variants against plain (on the test images each was scored on)", "", lossless, ""]
+    students = student_rows(manifest.variants, rows)
+    if students:
+        lines += ["## Students against the ViT they learned from (same latency run)", "",
+                  distillation_table(students), ""]
     seed = seed_comparison_table(rows, f1_applicable)
     lines += ["## Beside the seed study (ratios against each side's own plain)", "", seed, ""]
     if plotted:
@@ -181,6 +186,7 @@ def write_report(manifest: Manifest) -> str:
     report = {"profile": manifest.data.get("profile"), "f1_applicable": f1_applicable, "rows": rows,
               "latency": latency, "base_model": {k: base.get(k) for k in ("source", "training", "teacher")},
               "build_seconds": manifest.data.get("build_seconds"),
-              "build_history": manifest.data.get("build_history", []), "seed_comparison": seed}
+              "build_history": manifest.data.get("build_history", []), "seed_comparison": seed,
+              "students": students}
     (root / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return str(root / "report.md")

@@ -179,6 +179,7 @@ class TrainData:
     preprocess: PreprocessConfig
     teacher: Logits | None = None  # online distillation: called on each augmented batch, under no_grad
     targets: DistillTargets | None = None  # cached distillation: teacher outputs per (view, train image)
+    teacher_logits: np.ndarray | None = None  # cached distillation: the teacher's logits per train image [N, labels]
 
 
 class _Objective(torch.nn.Module):
@@ -308,6 +309,8 @@ def _student_batch(data: TrainData, config: TrainConfig, step: int, steps_per_ep
     if data.targets is not None:
         crop_targets = data.targets.for_crops(rows, thetas, grid, with_tap=config.tap_weight > 0).to(device)
         teacher_logits = crop_targets.logits
+    elif data.teacher_logits is not None:
+        teacher_logits = torch.from_numpy(np.asarray(data.teacher_logits[rows], dtype=np.float32)).to(device)
     elif data.teacher is not None:
         with torch.no_grad(), _autocast(device.type, config.precision):
             teacher_logits = data.teacher(x).float()
@@ -335,7 +338,8 @@ def train_classifier(
     checkpoint = _Checkpoint(work_dir, fingerprint(config, extra_fingerprint))
     state = checkpoint.load(objective, optimizer) or {"step": 0, "elapsed_s": 0.0, "best": -1.0, "history": []}
     steps_per_epoch = max(1, len(data.train_labels) // config.batch_size)
-    bar = tqdm(desc="train", unit="step", initial=state["step"], dynamic_ncols=True, mininterval=2.0)
+    total = None if config.epochs is None or config.minutes is not None else int(config.epochs * steps_per_epoch)
+    bar = tqdm(desc="train", unit="step", total=total, initial=state["step"], dynamic_ncols=True, mininterval=2.0)
     objective.train()
     started = time.perf_counter() - state["elapsed_s"]
     step, loss_ema = state["step"], None

@@ -4,6 +4,7 @@
 local checkpoint runs every variant, the report and serving as a hub build would.
 """
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,28 @@ def test_checkpoint_that_is_already_cat_dog_is_used_as_is(tmp_path, test_split_j
     assert "pretrained cat/dog classifier (local checkpoint" in report and "not trained" in report
     assert "n/a (random init)" not in report
     _serves_every_variant(tmp_path / "artifacts", test_split_jpegs[0][1])
+
+
+def test_seed_profile_students_cost_one_teacher_pass_per_photo(tmp_path, caplog):
+    """The seed profile's student path with stand-ins for google/vit-base-patch16-224 and microsoft/resnet-18: the
+    ViT runs once on each distillation photo, and the second student reuses the first one's cached logits."""
+    seed = get_profile("seed")
+    base = _vit_checkpoint(tmp_path / "vit-cat-dog", ["cat", "dog"])
+    options = {**seed.options, "resnet18_base": str(_resnet_checkpoint(tmp_path / "resnet")), "distill_images": 120,
+               "lite0_images": 120, "distill_resolution": 64, "lite0_resolution": 64, "distill_epochs": 1.0}
+    profile = seed.with_overrides(dataset=str(DATASET), base_model=str(base), limit=300, options=options,
+                                  latency_runs=3)
+    with caplog.at_level(logging.INFO, logger="build_models"):
+        manifest = run_build(BuildRequest(profile=profile, artifacts_dir=tmp_path / "artifacts",
+                                          variants="plain,distilled-resnet18,distilled-lite0"))
+    failed = {n: e.get("error") for n, e in manifest.variants.items() if e.get("status") != "ok"}
+    assert not failed, failed
+    resnet = manifest.variants["distilled-resnet18"]["build"]["distillation"]
+    lite0 = manifest.variants["distilled-lite0"]["build"]["distillation"]
+    assert resnet["images"] == lite0["images"] == 120 and resnet["resolution"] == 64
+    assert resnet["teacher_passes_per_image"] == 1 and not resnet["teacher_logits"]["reused"]
+    assert lite0["teacher_passes_per_image"] == 0 and lite0["teacher_logits"]["reused"]
+    assert "teacher: one pass over 120 images" in caplog.text
+    assert "local checkpoint" in manifest.variants["distilled-resnet18"]["build"]["init"]
+    report = (tmp_path / "artifacts" / "report.md").read_text()
+    assert "## Students against the ViT they learned from" in report and "| distilled-lite0 |" in report

@@ -3,8 +3,10 @@
 transformers ResNetForImageClassification with the microsoft/resnet-18 architecture. Its
 starting weights: the ``resnet18_base`` option (a hub id or a local ``save_pretrained`` folder,
 ``--student-base`` on the command line), else microsoft/resnet-18 from the hub when it answers,
-else random init. Loss: KL to the ViT's soft targets at a temperature, plus cross-entropy on
-the hard labels.
+else random init. The ViT's logits are computed once per train image and cached
+(``build_models.distill``); the student trains on flips and mild crops of those images at its own
+resolution (``distill_resolution``). Loss: KL to the ViT's soft targets at a temperature, plus
+cross-entropy on the hard labels.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from typing import Any
 
 from build_models.base_model import label_maps
 from build_models.context import BuildContext
+from build_models.distill import DistillConfig, distillation_record, student_data, student_preprocess, train_student
 from build_models.errors import BaseModelError
 from build_models.hub import hub_reachable
 from build_models.predictor import TorchPredictor
 from build_models.registry import VariantSpec, register_variant
-from build_models.training import TrainConfig, train_classifier
 
 HUB_ID = "microsoft/resnet-18"
 RESNET18 = dict(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic",
@@ -43,33 +45,23 @@ def student(label_names: list[str], seed: int, base: str | None) -> tuple[Any, s
 
 
 def build(ctx: BuildContext) -> dict[str, Any]:
-    from transformers import AutoModelForImageClassification
-
     ctx.threads.apply_torch()
-    teacher = AutoModelForImageClassification.from_pretrained(str(ctx.base_dir)).to(ctx.device).eval()
+    config = DistillConfig.from_options(ctx.options)
+    preprocess = student_preprocess(ctx, config)
+    data = student_data(ctx, config, preprocess)
     model, init = student(ctx.label_names, ctx.seed, ctx.options.get("resnet18_base"))
-    epochs = float(ctx.options.get("distill_epochs", 5.0))
-    data = ctx.train_data()
-    data.teacher = lambda x: teacher(pixel_values=x).logits
-    recipe = TrainConfig(minutes=None, epochs=epochs, batch_size=64, lr=2e-3, warmup_steps=100, label_smoothing=0.0,
-                         distill_alpha=0.5, distill_temperature=2.0, eval_every_steps=300, seed=ctx.seed,
-                         precision=ctx.precision)
-    result = train_classifier(model, data, recipe, ctx.work_dir, {"variant": "distilled-resnet18", "init": init},
-                              device=ctx.device)
+    result = train_student(model, ctx, config, data, "distilled-resnet18")
     model.save_pretrained(str(ctx.out_dir), safe_serialization=True)
-    ctx.preprocess.save(ctx.out_dir)
+    preprocess.save(ctx.out_dir)
     parameters = sum(p.numel() for p in model.parameters())
-    return {"parameters": parameters, "teacher_parameters": ctx.base_parameter_count,
-            "parameters_vs_teacher": round(parameters / ctx.base_parameter_count, 4), "init": init,
-            "distillation": {"epochs": round(result.epochs, 2), "steps": result.steps,
-                             "minutes": round(result.minutes, 2), "val_accuracy": result.best_val_accuracy,
-                             "precision": result.precision, "temperature": 2.0, "alpha": 0.5}}
+    return distillation_record(config, data, result, parameters, ctx.base_parameter_count, init)
 
 
 register_variant(VariantSpec(
     name="distilled-resnet18",
     runtime="pytorch",
-    summary="ResNet-18 (microsoft/resnet-18 architecture) distilled from the plain ViT: KL at T=2 + hard labels.",
+    summary="ResNet-18 (microsoft/resnet-18 architecture) distilled from the plain ViT's cached logits: "
+            "KL at T=2 + hard labels.",
     build=build,
     predictor=TorchPredictor,
     requires=("torch", "transformers"),

@@ -64,15 +64,16 @@ def ort_dynamic_int8(fp32_onnx: Path, out: Path, per_channel: bool = False) -> P
     return out
 
 
-def nncf_int8(fp32_xml: Path, out_xml: Path, calibration: np.ndarray) -> Path:
-    """NNCF post-training quantization of an OpenVINO IR (transformer model type)."""
+def nncf_int8(fp32_xml: Path, out_xml: Path, calibration: np.ndarray, transformer: bool = True) -> Path:
+    """NNCF post-training quantization of an OpenVINO IR (NNCF's transformer preset for ViTs, its default
+    for CNNs)."""
     import nncf
     import openvino as ov
 
     model = ov.Core().read_model(str(fp32_xml))
     dataset = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
-    quantized = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER,
-                              subset_size=len(calibration))
+    preset = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+    quantized = nncf.quantize(model, dataset, subset_size=len(calibration), **preset)
     ov.save_model(quantized, str(out_xml))
     return out_xml
 

@@ -9,6 +9,7 @@ with the fp32 model on validation images is kept, and the manifest records all o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,15 +85,20 @@ def export_fp32(ctx: BuildContext, source_dir: Path) -> tuple[Path, Path, str]:
         return fp32_onnx, onnx_to_openvino(fp32_onnx, ctx.work_dir / "fp32_ov_eager"), "torch.onnx.export (eager)"
 
 
-def build_fastest_int8(ctx: BuildContext, source_dir: Path) -> dict[str, Any]:
-    """ORT static, ORT dynamic and OpenVINO NNCF int8 of ``source_dir``; the fastest agreeing one kept."""
+Exporter = Callable[[BuildContext, Path], tuple[Path, Path, str]]
+
+
+def build_fastest_int8(ctx: BuildContext, source_dir: Path, export: Exporter | None = None,
+                       transformer: bool = True) -> dict[str, Any]:
+    """ORT static, ORT dynamic and OpenVINO NNCF int8 of ``source_dir``; the fastest agreeing one kept.
+    ``export`` gives its fp32 ONNX and OpenVINO IR (default: ``export_fp32``, for transformers models)."""
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    fp32_onnx, fp32_xml, exporter = export_fp32(ctx, source_dir)
+    fp32_onnx, fp32_xml, exporter = (export or export_fp32)(ctx, source_dir)
     preprocess = PreprocessConfig.from_dir(source_dir)  # a student's own size, not the base model's
     candidates = quantize_onnx_candidates(ctx, fp32_onnx, preprocess)
     calibration = ctx.calibration_batch(CALIBRATION_IMAGES, preprocess)
     candidates.append(Candidate("openvino-nncf", nncf_int8(fp32_xml, ctx.work_dir / "nncf" / OPENVINO_XML,
-                                                           calibration), "openvino"))
+                                                           calibration, transformer), "openvino"))
     facts = build_int8_from_onnx(ctx, fp32_onnx, candidates, preprocess)
     copy_model_metadata(source_dir, ctx.out_dir)
     return {**facts, "fp32_exporter": exporter}

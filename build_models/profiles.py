@@ -81,7 +81,7 @@ def _profiles() -> dict[str, BuildProfile]:
                                       lr_blocks=4e-5, lr_head=5e-3, eval_every_steps=150),
             lossless_eval_limit=300,
             latency_runs=20,
-            options={"distill_images": 6000, "distill_resolution": 112, "distill_epochs": 4.0, "lite0_images": 6000,
+            options={"distill_images": 6000, "distill_resolution": 112, "distill_epochs": 2.0, "lite0_images": 6000,
                      "lite0_resolution": 160, "lite0_epochs": 1.0, "lite0_lr": 1e-3, "lite0_batch_size": 32,
                      "prune_recovery_epochs": 0.02, "int8_choice_images": 200, "val_images": 500},
         ),

@@ -343,6 +343,7 @@ def train_classifier(
     objective.train()
     started = time.perf_counter() - state["elapsed_s"]
     step, loss_ema = state["step"], None
+    first_step, resumed_at = step, time.perf_counter()
     while _progress(config, step, steps_per_epoch, time.perf_counter() - started) < 1.0:
         progress = _progress(config, step, steps_per_epoch, time.perf_counter() - started)
         size = config.low_res_size if progress < config.low_res_fraction else None
@@ -360,6 +361,8 @@ def train_classifier(
         torch.nn.utils.clip_grad_norm_(objective.parameters(), config.grad_clip)
         optimizer.step()
         step += 1
+        if step - first_step == ESTIMATE_AFTER_STEPS and total:
+            _log_estimate(bar, step, total, time.perf_counter() - resumed_at)
         loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
         bar.update(1)
         bar.set_postfix(loss=f"{loss_ema:.3f}", val_acc=f"{state['best']:.3f}", ep=f"{step / steps_per_epoch:.1f}",
@@ -376,6 +379,16 @@ def train_classifier(
         best_val_accuracy=state["best"], steps=step, epochs=step / steps_per_epoch,
         minutes=(time.perf_counter() - started) / 60, precision=config.precision, history=state["history"],
     )
+
+
+ESTIMATE_AFTER_STEPS = 5
+
+
+def _log_estimate(bar: tqdm, step: int, total: int, seconds: float) -> None:
+    """The remaining time from the steps measured so far (the first includes warm-up, so this is an upper bound)."""
+    per_step = seconds / ESTIMATE_AFTER_STEPS
+    bar.write(f"estimate: {total - step} more steps at {per_step:.2f} s/step measured = "
+              f"{(total - step) * per_step / 60:.1f} min (without validation passes)")
 
 
 def _evaluate_and_save(objective: _Objective, data: TrainData, state: dict[str, Any], step: int,

@@ -40,10 +40,12 @@ def _resnet_checkpoint(folder: Path) -> Path:
 
 def _build(root: Path, base: Path, student_base: Path | None = None) -> Manifest:
     # Plumbing, not quality: fewer images and epochs than the shared smoke build.
-    profile = get_profile("smoke").with_overrides(dataset=str(DATASET), base_model=str(base), limit=400,
-                                                  train_epochs=2.0)
+    smoke = get_profile("smoke")
+    options = {**smoke.options, "lite0_images": 120, "lite0_resolution": 64}
     if student_base is not None:
-        profile = profile.with_overrides(options={**profile.options, "resnet18_base": str(student_base)})
+        options["resnet18_base"] = str(student_base)
+    profile = smoke.with_overrides(dataset=str(DATASET), base_model=str(base), limit=400, train_epochs=2.0,
+                                   options=options)
     manifest = run_build(BuildRequest(profile=profile, artifacts_dir=root))
     failed = {n: e.get("error") for n, e in manifest.variants.items() if e.get("status") != "ok"}
     assert not failed, failed

@@ -173,14 +173,14 @@ def test_a_failing_builder_does_not_stop_the_others(smoke_artifacts, tmp_path, m
     assert json.dumps(manifest.variants["plain"]) == before
 
 
-@pytest.mark.parametrize("name", ["onnx-int8", "resnet18-int8"])
+@pytest.mark.parametrize("name", ["onnx-int8", "resnet18-int8", "lite0-int8"])
 def test_int8_variants_record_their_candidates(manifest, name):
     entry = manifest.variants[name]
     build = entry["build"]
     assert build["kept"] in build["candidates"]
     assert entry["runtime"] == build["candidates"][build["kept"]]["runtime"]
-    for facts in build["candidates"].values():
-        assert 0.0 <= facts["agreement_with_fp32"] <= 1.0 and facts["latency_ms"] > 0
+    assert build["candidates"][build["kept"]]["agreement_with_fp32"] >= 0.95, build["candidates"]
+    assert all(facts["latency_ms"] > 0 for facts in build["candidates"].values())
 
 
 def test_openvino_int8_has_quantized_operations(smoke_artifacts):

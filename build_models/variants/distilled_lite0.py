@@ -92,14 +92,19 @@ def build(ctx: BuildContext) -> dict[str, Any]:
 class Lite0Predictor(Predictor):
     """The EfficientNet-Lite0 state dict (safetensors) in eager PyTorch."""
 
+    @staticmethod
+    def state(artifact_dir: Path) -> dict[str, Any]:
+        from safetensors.torch import load_file
+
+        return load_file(str(Path(artifact_dir) / WEIGHTS_FILE))
+
     def _load(self) -> None:
         import torch
-        from safetensors.torch import load_file
 
         from build_models.efficientnet_lite import EfficientNetLite0
 
         self.threads.apply_torch()
-        state = load_file(str(Path(self.artifact_dir) / WEIGHTS_FILE))
+        state = self.state(self.artifact_dir)
         self.model = EfficientNetLite0(num_classes=int(state["_fc.weight"].shape[0]))
         self.model.load_state_dict(state, strict=True)
         self.model.to(self.device).eval()

@@ -1,0 +1,54 @@
+"""`lite0-int8`: the distilled EfficientNet-Lite0 student in int8, in whichever runtime is faster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from build_models.context import BuildContext
+from build_models.errors import BuildError
+from build_models.exporters import ONNX_FILE, copy_model_metadata, onnx_to_openvino
+from build_models.int8_build import AnyRuntimeInt8Predictor, build_fastest_int8
+from build_models.registry import VariantSpec, register_variant
+from build_models.variants.distilled_lite0 import WEIGHTS_FILE, Lite0Predictor
+
+STUDENT = "distilled-lite0"
+
+
+def export_lite0(ctx: BuildContext, student_dir: Path) -> tuple[Path, Path, str]:
+    """fp32 ONNX (``torch.onnx.export``; optimum exports transformers models only) and its OpenVINO IR."""
+    import torch
+
+    predictor = Lite0Predictor(student_dir)
+    predictor.load()
+    size = predictor.preprocess_config
+    out_dir = ctx.work_dir / "fp32"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(predictor.model, (torch.zeros(1, 3, size.height, size.width),), str(out_dir / ONNX_FILE),
+                      input_names=["pixel_values"], output_names=["logits"], opset_version=17, dynamo=False,
+                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+    copy_model_metadata(student_dir, out_dir)
+    return out_dir / ONNX_FILE, onnx_to_openvino(out_dir / ONNX_FILE, ctx.work_dir / "fp32_ov"), "torch.onnx.export"
+
+
+def build(ctx: BuildContext) -> dict[str, Any]:
+    student_dir = ctx.artifacts_root / STUDENT
+    if not (student_dir / WEIGHTS_FILE).exists():
+        raise BuildError(f"{STUDENT} must be built first (python -m build_models --variants {STUDENT},lite0-int8)")
+    facts = build_fastest_int8(ctx, student_dir, export=export_lite0, transformer=False)
+    parameters = sum(t.numel() for t in Lite0Predictor.state(student_dir).values())
+    return {"parameters": parameters, "teacher_parameters": ctx.base_parameter_count,
+            "format": f"int8 ({facts['kept']})", **facts}
+
+
+register_variant(VariantSpec(
+    name="lite0-int8",
+    runtime="onnxruntime",
+    summary="The distilled EfficientNet-Lite0 in int8: ORT static/dynamic or OpenVINO NNCF, the fastest agreeing one.",
+    build=build,
+    predictor=AnyRuntimeInt8Predictor,
+    requires=("onnxruntime", "openvino"),
+    build_requires=("nncf", "torch"),
+    depends_on=(STUDENT,),
+    order=96,
+))

@@ -11,7 +11,6 @@ ViT's logits cost one forward pass per image, not one per step.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ import numpy as np
 
 from build_models.context import BuildContext
 from build_models.data import decode_pixels, split_hash
+from build_models.manifest import sha256_of
 from build_models.preprocessing import PreprocessConfig
 from build_models.training import TrainConfig, TrainData, TrainResult, train_classifier
 
@@ -59,11 +59,8 @@ class DistillConfig:
 
 @functools.lru_cache(maxsize=8)
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """``manifest.sha256_of``, once per file in a build (both students key the same teacher file)."""
+    return sha256_of(path)
 
 
 def teacher_cache_key(ctx: BuildContext, rows: np.ndarray) -> dict[str, Any]:
@@ -120,23 +117,14 @@ def log_teacher_estimate(compiled: Any, pixels: np.ndarray, preprocess: Preproce
 
 
 def compiled_teacher(ctx: BuildContext) -> tuple[Any, str]:
-    import torch
     from transformers import AutoModelForImageClassification
 
+    from build_models.exporters import LogitsOf
     from build_models.partial_finetune import compile_openvino
 
     model = AutoModelForImageClassification.from_pretrained(str(ctx.base_dir)).eval()
-
-    class Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return self.model(pixel_values=pixel_values).logits
-
     threads = ctx.threads.openvino_threads or ctx.threads.torch_intra_op or 0
-    return compile_openvino(Logits(), model, "auto", threads, ctx.preprocess.height, "teacher")
+    return compile_openvino(LogitsOf(model), model, "auto", threads, ctx.preprocess.height, "teacher")
 
 
 @dataclass

@@ -41,6 +41,21 @@ def export_openvino(model_dir: Path, out_dir: Path) -> Path:
     return out_dir / OPENVINO_XML
 
 
+def LogitsOf(model: Any) -> Any:  # noqa: N802 - a factory standing for a module class (torch is imported lazily)
+    """A ``transformers`` classifier as a module from pixel values to its logits tensor (for tracers)."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+            return self.model(pixel_values=pixel_values).logits
+
+    return Logits()
+
+
 def export_onnx_eager(model_dir: Path, out_dir: Path) -> Path:
     """``torch.onnx.export`` of the classifier loaded eagerly, for models optimum cannot export.
 
@@ -53,18 +68,9 @@ def export_onnx_eager(model_dir: Path, out_dir: Path) -> Path:
     from build_models.preprocessing import PreprocessConfig
 
     model = AutoModelForImageClassification.from_pretrained(str(model_dir)).eval()
-
-    class Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-            return self.model(pixel_values=pixel_values).logits
-
     pre = PreprocessConfig.from_dir(model_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(Logits().eval(), (torch.zeros(1, 3, pre.height, pre.width),), str(out_dir / ONNX_FILE),
+    torch.onnx.export(LogitsOf(model).eval(), (torch.zeros(1, 3, pre.height, pre.width),), str(out_dir / ONNX_FILE),
                       input_names=["pixel_values"], output_names=["logits"], opset_version=17, dynamo=False,
                       dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
     copy_model_metadata(model_dir, out_dir)

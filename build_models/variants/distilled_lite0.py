@@ -18,9 +18,8 @@ import numpy as np
 
 from build_models.context import BuildContext
 from build_models.distill import DistillConfig, distillation_record, student_data, student_preprocess, train_student
-from build_models.predictor import Predictor
+from build_models.predictor import TorchPredictor
 from build_models.registry import VariantSpec, register_variant
-from build_models.threads import torch_applied_settings
 
 WEIGHTS_FILE = "model.safetensors"
 FROZEN_BLOCKS = 6  # the stem and stages 1-3 (up to 40 channels at 1/8 resolution)
@@ -89,7 +88,7 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     return {**record, "format": "safetensors (EfficientNet-Lite0 state dict)"}
 
 
-class Lite0Predictor(Predictor):
+class Lite0Predictor(TorchPredictor):
     """The EfficientNet-Lite0 state dict (safetensors) in eager PyTorch."""
 
     @staticmethod
@@ -109,9 +108,6 @@ class Lite0Predictor(Predictor):
         self.model.load_state_dict(state, strict=True)
         self.model.to(self.device).eval()
         self._torch = torch
-
-    def applied_settings(self) -> dict[str, Any]:
-        return torch_applied_settings(self.device)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         with self._torch.inference_mode():

@@ -49,6 +49,11 @@ class Predictor(ABC):
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
         return preprocess(images, self.preprocess_config)
 
+    def prepare(self, image: Image.Image) -> Image.Image | np.ndarray:
+        """One decoded image -> what ``predict_logits`` takes, done per request before batching: the shared
+        preprocessing's CHW float32 array (elementwise, so the same as preprocessing it within a batch)."""
+        return self.preprocess([image])[0]
+
     def predict_logits(self, inputs: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
         """Logits [N, num_labels] for RGB images (shared preprocessing) and/or preprocessed CHW float32 arrays."""
         if all(isinstance(item, Image.Image) for item in inputs):

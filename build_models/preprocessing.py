@@ -108,9 +108,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = array.max() or 1.0
-        image = Image.fromarray((array * (255.0 / peak)).astype(np.uint8), mode="L")
+        array = np.array(image, dtype=np.float32)  # one float32 copy, scaled in place
+        peak = float(array.max()) or 1.0
+        array *= np.float32(255.0 / peak)
+        image = Image.fromarray(array.astype(np.uint8), mode="L")
     return image.convert("RGB")
 
 

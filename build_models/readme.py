@@ -75,6 +75,24 @@ def render_load(result: dict[str, Any]) -> str:
     return "\n".join(lines + [""] + [f"- {note}" for note in result["notes"]])
 
 
+def render_faults(result: dict[str, Any]) -> str:
+    """The fault-injection suite's results (docs/faults-<name>.json, from ``python -m loadtests.faults``)."""
+    summary = result["summary"]
+    lines = [f"`{result['command']}`", "", "| fault | requests | statuses | lost | undocumented 5xx | checks |",
+             "|---|---|---|---|---|---|"]
+    for s in result["scenarios"]:
+        passed = sum(s["checks"].values())
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items()))
+        lines.append(f"| {s['scenario']} | {s['requests']} | {statuses} | {s['lost']} | {len(s['unexpected_5xx'])} "
+                     f"| {passed}/{len(s['checks'])} passed |")
+    failed = "; ".join(summary["checks_failed"]) or "none"
+    machine = result.get("machine", {})
+    return "\n".join(lines + ["", f"- suite: {summary['requests']} requests, {summary['lost']} accepted and lost, "
+                                  f"{summary['unexpected_5xx']} undocumented 5xx; failed checks: {failed}",
+                               f"- machine: {machine.get('model')}, {machine.get('usable_cores')} usable cores, "
+                               f"flags {' '.join(machine.get('flags', []))}"])
+
+
 def render_key_values(result: dict[str, Any]) -> str:
     """A flat result (docs/container-<name>.json, written by deploy/container_test.sh) as a two-column table."""
     lines = ["| figure | value |", "|---|---|"]
@@ -118,6 +136,8 @@ def regenerate(readme: str, docs: Path) -> str:
             body = render_load(json.loads((docs / f"load-{name}.json").read_text()))
         elif kind == "probes":
             body = render_probes(json.loads((docs / f"probes-{name}.json").read_text()))
+        elif kind == "faults":
+            body = render_faults(json.loads((docs / f"faults-{name}.json").read_text()))
         elif kind == "container":
             body = render_key_values(json.loads((docs / f"container-{name}.json").read_text()))
         else:

@@ -47,6 +47,7 @@ class ThreadSettings:
     ort_inter_op: int = 1
     openvino_threads: int = 0
     openvino_hint: str = "LATENCY"
+    openvino_streams: int = 0  # 0 = the plugin's choice for the hint
     tf_intra_op: int = 0
     tf_inter_op: int = 1
 
@@ -58,6 +59,7 @@ class ThreadSettings:
             torch_intra_op=all_cores(self.torch_intra_op), torch_inter_op=all_cores(self.torch_inter_op),
             ort_intra_op=all_cores(self.ort_intra_op), ort_inter_op=all_cores(self.ort_inter_op),
             openvino_threads=all_cores(self.openvino_threads), openvino_hint=self.openvino_hint,
+            openvino_streams=self.openvino_streams,
             tf_intra_op=all_cores(self.tf_intra_op), tf_inter_op=all_cores(self.tf_inter_op),
         )
 

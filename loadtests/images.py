@@ -24,3 +24,20 @@ def load_photos(source: str, count: int = 64) -> list[bytes]:
         by_label.setdefault(int(row["labels"]), []).append(row["image"]["bytes"])
     interleaved = [photo for group in zip(*by_label.values(), strict=False) for photo in group]
     return interleaved[:count]
+
+
+def upscaled(photos: list[bytes], size: str, quality: int = 90) -> list[bytes]:
+    """Each photo resized to ``size`` ("4000x3000") and re-encoded as JPEG, in memory only (never written)."""
+    import io
+
+    from PIL import Image
+
+    width, height = (int(n) for n in size.lower().split("x"))
+    out = []
+    for photo in photos:
+        with Image.open(io.BytesIO(photo)) as image:
+            large = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+        buffer = io.BytesIO()
+        large.save(buffer, format="JPEG", quality=quality)
+        out.append(buffer.getvalue())
+    return out

@@ -3,6 +3,7 @@
 Options (command line or environment):
   --variants / LOCUST_VARIANTS   "plain:3,onnx:1" (name:weight, comma-separated; default "plain")
   --images   / LOCUST_IMAGES     a folder of photos, or a parquet dataset folder
+  --upscale  / LOCUST_UPSCALE    "4000x3000": post each photo resized to this size (made in memory)
   --wait-min / LOCUST_WAIT_MIN   seconds between a user's requests (default 0.1)
   --wait-max / LOCUST_WAIT_MAX   (default 0.5)
 Only loopback hosts are accepted.
@@ -15,7 +16,7 @@ from urllib.parse import urlparse
 
 from locust import HttpUser, events, task
 
-from loadtests.images import load_photos
+from loadtests.images import load_photos, upscaled
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_IMAGES = "../shared/datasets/cats_vs_dogs"
@@ -25,6 +26,7 @@ DEFAULT_IMAGES = "../shared/datasets/cats_vs_dogs"
 def add_options(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--variants", type=str, env_var="LOCUST_VARIANTS", default="plain")
     parser.add_argument("--images", type=str, env_var="LOCUST_IMAGES", default=DEFAULT_IMAGES)
+    parser.add_argument("--upscale", type=str, env_var="LOCUST_UPSCALE", default="")
     parser.add_argument("--wait-min", type=float, env_var="LOCUST_WAIT_MIN", default=0.1)
     parser.add_argument("--wait-max", type=float, env_var="LOCUST_WAIT_MAX", default=0.5)
     parser.add_argument("--bad-ratio", type=float, env_var="LOCUST_BAD_RATIO", default=0.0)
@@ -54,7 +56,8 @@ class PredictUser(HttpUser):
         options = self.environment.parsed_options
         self.variants, self.weights = parse_weights(options.variants)
         if not PredictUser.photos:
-            PredictUser.photos = load_photos(options.images)
+            photos = load_photos(options.images, 16 if options.upscale else 64)
+            PredictUser.photos = upscaled(photos, options.upscale) if options.upscale else photos
 
     @task
     def predict(self) -> None:

@@ -2,6 +2,7 @@
 
     python -m loadtests.scenarios saturation --variants plain,openvino-int8 --users 16 --run-time 30s
     python -m loadtests.scenarios soak --variants plain,onnx,openvino-int8 --users 8 --run-time 5m
+    python -m loadtests.scenarios soak --variants plain --users 8 --run-time 5m --upscale 4000x3000 --label large
     python -m loadtests.scenarios bad-inputs --variants plain --users 4 --run-time 30s
 
 saturation: the same closed-loop load (no think time) with micro-batching off (max batch 1) and
@@ -69,7 +70,8 @@ def run_load(args: argparse.Namespace, name: str, service_env: dict[str, str], b
            "VITSERVE_PORT": str(port), "VITSERVE_VARIANTS": args.variants, "USE_TF": "0", **service_env}
     weights = ",".join(f"{v}:1" for v in args.variants.split(","))
     locust_env = {**os.environ, "LOCUST_VARIANTS": weights, "LOCUST_IMAGES": args.images, "LOCUST_WAIT_MIN": "0",
-                  "LOCUST_WAIT_MAX": str(args.wait_max), "LOCUST_BAD_RATIO": str(bad_ratio)}
+                  "LOCUST_WAIT_MAX": str(args.wait_max), "LOCUST_BAD_RATIO": str(bad_ratio),
+                  "LOCUST_UPSCALE": args.upscale}
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", f"http://{HOST}:{port}",
                "-u", str(args.users), "-r", str(args.users), "-t", args.run_time, "--stop-timeout", "10",
                "--csv", str(out / "locust"), "--only-summary", "--exit-code-on-error", "0"]
@@ -151,15 +153,21 @@ def soak(args: argparse.Namespace) -> int:
     run = run_load(args, "soak", {}, sample_interval_s=2.0)
     samples = run["rss_mb"]
     warm = [rss for t, rss in samples if t >= args.warmup_s]
-    growth = (warm[-1] - warm[0]) / warm[0] if len(warm) >= 2 else float("nan")
+    window = max(1, min(15, len(warm) // 4))  # 30 s of 2-s samples: single samples swing with heap churn
+    start, end = float(np.median(warm[:window])), float(np.median(warm[-window:]))
+    growth = (end - start) / start if warm else float("nan")
+    slope = np.polyfit([t for t, _ in samples if t >= args.warmup_s], warm, 1)[0] * 60 if len(warm) > 2 else 0.0
     aggregated = next(r for r in run["rows"] if r["name"] == "Aggregated")
     table = [{"requests": aggregated["requests"], "failures": aggregated["failures"],
-              "5xx": five_hundreds(run, Path(args.out)), f"RSS MB at {args.warmup_s:.0f} s": round(warm[0]),
-              "RSS MB at the end": round(warm[-1]), "RSS growth": f"{growth:+.1%}",
+              "5xx": five_hundreds(run, Path(args.out)), f"RSS MB after {args.warmup_s:.0f} s (median)": round(start),
+              "RSS MB at the end (median)": round(end), "RSS growth": f"{growth:+.1%}",
+              "trend MB/min": round(float(slope), 2),
+              "peak RSS MB": round(max(rss for _, rss in samples)),
               "/health/live p99 ms": run["health_live_ms"].get("p99")}]
     print_table(table)
+    photos = f"photos upscaled to {args.upscale} JPEG" if args.upscale else "photos as in the dataset"
     write_result(args, "soak", f"{args.users} users, {args.run_time}, think time 0-{args.wait_max:g} s, variants "
-                 f"{args.variants}", table, [])
+                 f"{args.variants}, {photos}", table, [])
     return 0 if aggregated["failures"] == 0 else 1
 
 
@@ -190,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--warmup-s", type=float, default=60.0, help="soak: RSS growth is measured after this")
     p.add_argument("--bad-ratio", type=float, default=0.3)
+    p.add_argument("--upscale", default="", help="post photos resized to WxH, e.g. 4000x3000 (made in memory)")
     p.add_argument("--health-interval", type=float, default=0.1, help="saturation: /health/live sampling period, s")
     p.add_argument("--label", default="", help="suffix of the result file (<scenario>-<label>.json), e.g. vit-base")
     p.add_argument("--out", default="loadtests/reports")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -13,8 +14,9 @@ from fastapi import FastAPI
 
 from build_models.errors import ManifestError
 from build_models.manifest import Manifest
-from service.batching import MicroBatcher
+from service.batching import BatcherLimits, MicroBatcher
 from service.body_limit import BodySizeLimitMiddleware
+from service.drain import DrainMiddleware, DrainState
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.registry import ServingRegistry
@@ -30,8 +32,9 @@ def start_batchers(registry: ServingRegistry, settings: ServiceSettings,
     batchers = {}
     for name, served in registry.variants.items():
         if served.available:
-            batcher = MicroBatcher(name, functools.partial(registry.logits, name), metrics,
-                                   settings.batch_size_for(name), settings.max_wait_ms, settings.queue_size)
+            limits = BatcherLimits(settings.batch_size_for(name), settings.max_wait_ms, settings.queue_size,
+                                   settings.max_queued_bytes)
+            batcher = MicroBatcher(name, functools.partial(registry.logits, name), metrics, limits)
             batcher.start()
             batchers[name] = batcher
     return batchers
@@ -51,7 +54,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             log.error("NO ARTIFACTS: nothing to serve from %s (%s). Build them with `python -m build_models` and "
                       "mount them there, or bake them into the image (--build-arg PROFILE=...). /health/ready "
                       "answers 503 until then.", settings.artifacts_dir, exc)
-            registry = ServingRegistry.empty(settings.artifacts_dir, str(exc))
+            registry = ServingRegistry.empty(settings.artifacts_dir, "no usable manifest.json (see the service log)")
         app.state.registry = registry
         # The loaded runtimes leave many long-lived objects: left in the collector's generations, each full
         # collection scanned them all and stalled the event loop for up to 350 ms under load (health p99 147 ms).
@@ -59,6 +62,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         gc.freeze()
         app.state.metrics.record_variants({name: v.available for name, v in registry.variants.items()})
         app.state.batchers = start_batchers(registry, settings, app.state.metrics)
+        app.state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
         yield
         for batcher in app.state.batchers.values():
             await batcher.stop()
@@ -70,6 +74,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
+    app.state.drain = DrainState()
+    app.add_middleware(DrainMiddleware, state=app.state.drain)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.middleware("http")(request_id_and_access_log)
     install_error_handlers(app)

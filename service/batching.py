@@ -1,22 +1,29 @@
-"""Per-variant micro-batching with admission control.
+"""Per-variant micro-batching with admission control and a supervised worker.
 
 Concurrent requests for one variant are gathered into one ``predict_logits`` call: up to
-``max_batch_size`` inputs (images, or preprocessed arrays from the V2 protocol), or whatever has
-arrived ``max_wait_ms`` after the first. Each variant
-has one worker thread, so a variant's forward passes never overlap (and never oversubscribe the
-cores beyond that runtime's own threads), while the event loop stays free for health checks,
-metrics and decoding.
+``max_batch_size`` inputs (each already decoded and preprocessed by its own request, so a bad
+input fails alone), or whatever has arrived ``max_wait_ms`` after the first. Each variant has one
+worker thread, so a variant's forward passes never overlap (and never oversubscribe the cores
+beyond that runtime's own threads), while the event loop stays free for health checks, metrics
+and decoding.
 
-Admission: a full queue answers 503 with Retry-After, a request past its deadline 504, and
-work for a request that has been cancelled (its client went away) is dropped before it runs.
+Admission happens before a request's body is decoded: ``reserve`` counts the request and its
+bytes against ``queue_size`` and ``max_queued_bytes`` and answers 503 with Retry-After past
+either. A request past its deadline gets 504, and work for a request whose client went away is
+dropped before it runs. When a batch fails, its items are retried one by one, so only the item
+at fault gets the error. When the worker task itself dies, its in-flight requests get 503 and a
+new worker starts; a variant whose worker keeps dying is reported as not healthy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,13 +32,28 @@ from PIL import Image
 from build_models.errors import VitserveError
 from service.metrics import ServiceMetrics
 
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05  # how often a waiting request checks that its client is still there
+CRASH_LIMIT, CRASH_WINDOW_S = 3, 60.0  # this many worker deaths within the window: the variant is not healthy
+
+ModelInput = Image.Image | np.ndarray
+
 
 class QueueFullError(VitserveError):
-    """The variant's queue is at its bound: retry later."""
+    """The variant holds as many requests (or bytes) as it may: retry later."""
 
-    def __init__(self, variant: str, retry_after_s: int) -> None:
-        super().__init__(f"variant {variant!r} is saturated (queue full); retry in {retry_after_s} s")
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class WorkerRestartedError(QueueFullError):
+    """The variant's batch worker died while this request was in flight; a new one has started."""
+
+
+class ServiceStoppingError(QueueFullError):
+    """The service stopped before this request's batch ran."""
 
 
 class DeadlineExceededError(VitserveError):
@@ -42,43 +64,100 @@ class ClientGoneError(VitserveError):
     """The client disconnected while its request waited; its work was dropped."""
 
 
-POLL_S = 0.05  # how often a waiting request checks that its client is still there
+class BatchOutputError(VitserveError):
+    """A runtime returned a number of rows other than the batch size."""
 
 
 @dataclass
 class _Item:
-    input: Image.Image | np.ndarray
+    input: ModelInput
     future: asyncio.Future[tuple[np.ndarray, float]]
     enqueued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class BatcherLimits:
+    max_batch_size: int
+    max_wait_ms: float
+    queue_size: int
+    max_queued_bytes: int
 
 
 class MicroBatcher:
     """Gathers one variant's requests into batches and runs them on that variant's worker thread."""
 
-    def __init__(self, name: str, run_batch: Callable[[list[Image.Image | np.ndarray]], np.ndarray],
-                 metrics: ServiceMetrics, max_batch_size: int, max_wait_ms: float, queue_size: int) -> None:
-        self.name, self.run_batch, self.metrics = name, run_batch, metrics
-        self.max_batch_size, self.max_wait_s, self.queue_size = max_batch_size, max_wait_ms / 1000, queue_size
+    def __init__(self, name: str, run_batch: Callable[[list[ModelInput]], np.ndarray],
+                 metrics: ServiceMetrics, limits: BatcherLimits) -> None:
+        self.name, self.run_batch, self.metrics, self.limits = name, run_batch, metrics, limits
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
         self.task: asyncio.Task[None] | None = None
+        self.in_flight: list[_Item] = []
+        self.admitted, self.admitted_bytes = 0, 0
+        self.crashes: deque[float] = deque(maxlen=CRASH_LIMIT)
+        self.stopping = False
+
+    @property
+    def healthy(self) -> bool:
+        """False while the worker has died CRASH_LIMIT times within CRASH_WINDOW_S."""
+        return len(self.crashes) < CRASH_LIMIT or time.monotonic() - self.crashes[0] > CRASH_WINDOW_S
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._worker(), name=f"batcher-{self.name}")
+        self.task.add_done_callback(self._on_worker_exit)
+
+    def _on_worker_exit(self, task: asyncio.Task[None]) -> None:
+        if self.stopping or task.cancelled():
+            return
+        self.crashes.append(time.monotonic())
+        self.metrics.worker_restarts.labels(self.name).inc()
+        log.error("batch worker of %r died; %d request(s) in flight get 503; restarting it", self.name,
+                  len(self.in_flight), exc_info=task.exception())
+        self._fail_in_flight(WorkerRestartedError(f"variant {self.name!r} restarted its worker; retry"))
+        self.start()
+
+    def _fail_in_flight(self, error: Exception) -> None:
+        for item in self.in_flight:
+            if not item.future.done():
+                item.future.set_exception(error)
+        self.in_flight = []
 
     async def stop(self) -> None:
+        self.stopping = True
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+        self._fail_in_flight(ServiceStoppingError(f"the service stopped before {self.name!r} answered"))
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if not item.future.done():
+                item.future.set_exception(ServiceStoppingError(f"the service stopped before {self.name!r} answered"))
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, image: Image.Image | np.ndarray, timeout_s: float,
+    @contextmanager
+    def reserve(self, count: int, nbytes: int) -> Iterator[None]:
+        """Admit ``count`` inputs holding ``nbytes`` until the block ends, or raise QueueFullError (503)."""
+        if self.admitted + count > self.limits.queue_size:
+            raise QueueFullError(f"variant {self.name!r} is saturated (queue full); retry in 1 s")
+        if self.admitted and self.admitted_bytes + nbytes > self.limits.max_queued_bytes:
+            raise QueueFullError(f"variant {self.name!r} holds its limit of queued bytes; retry in 1 s")
+        self.admitted += count
+        self.admitted_bytes += nbytes
+        try:
+            yield
+        finally:
+            self.admitted -= count
+            self.admitted_bytes -= nbytes
+
+    async def submit(self, model_input: ModelInput, timeout_s: float,
                      client_gone: Callable[[], Awaitable[bool]] | None = None) -> tuple[np.ndarray, float]:
         """Logits for one input and its batch's forward time in ms; raises QueueFullError (503),
         DeadlineExceededError (504) or ClientGoneError (the client disconnected while waiting)."""
-        if self.queue.qsize() >= self.queue_size:
-            raise QueueFullError(self.name, retry_after_s=1)
-        item = _Item(image, asyncio.get_running_loop().create_future())
+        if self.stopping:
+            raise ServiceStoppingError(f"the service is stopping; {self.name!r} takes no new work")
+        if self.queue.qsize() >= self.limits.queue_size:
+            raise QueueFullError(f"variant {self.name!r} is saturated (queue full); retry in 1 s")
+        item = _Item(model_input, asyncio.get_running_loop().create_future())
         self.queue.put_nowait(item)
         self.metrics.queue_depth.labels(self.name).set(self.queue.qsize())
         deadline = time.perf_counter() + timeout_s
@@ -97,8 +176,8 @@ class MicroBatcher:
 
     async def _next_batch(self) -> list[_Item]:
         batch = [await self.queue.get()]
-        deadline = time.perf_counter() + self.max_wait_s
-        while len(batch) < self.max_batch_size:
+        deadline = time.perf_counter() + self.limits.max_wait_ms / 1000
+        while len(batch) < self.limits.max_batch_size:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
@@ -110,24 +189,39 @@ class MicroBatcher:
         return [item for item in batch if not item.future.done()]  # cancelled: the client is gone
 
     async def _worker(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            batch = await self._next_batch()
-            if not batch:
-                continue
-            started = time.perf_counter()
-            for item in batch:
-                self.metrics.latency.labels(self.name, "queue_wait").observe(started - item.enqueued)
-            try:
-                logits = await loop.run_in_executor(self.executor, self.run_batch, [i.input for i in batch])
-            except Exception as exc:  # noqa: BLE001 - handed to each waiting request
+            self.in_flight = await self._next_batch()
+            if self.in_flight:
+                await self._answer(self.in_flight)
+            self.in_flight = []
+
+    async def _forward(self, batch: list[_Item]) -> np.ndarray:
+        logits = await asyncio.get_running_loop().run_in_executor(
+            self.executor, self.run_batch, [item.input for item in batch])
+        if len(logits) != len(batch):
+            raise BatchOutputError(f"{self.name!r} returned {len(logits)} rows for a batch of {len(batch)}")
+        return logits
+
+    async def _answer(self, batch: list[_Item]) -> None:
+        """Run a batch; when it fails, run its items one by one so the error reaches only the item at fault."""
+        started = time.perf_counter()
+        for item in batch:
+            self.metrics.latency.labels(self.name, "queue_wait").observe(started - item.enqueued)
+        try:
+            logits = await self._forward(batch)
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request(s)
+            if len(batch) > 1:
+                log.warning("a batch of %d for %r failed (%s); retrying its items one by one", len(batch),
+                            self.name, type(exc).__name__)
                 for item in batch:
                     if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            elapsed = time.perf_counter() - started
-            self.metrics.latency.labels(self.name, "inference").observe(elapsed)
-            self.metrics.batch_size.labels(self.name).observe(len(batch))
-            for item, row in zip(batch, logits, strict=True):
-                if not item.future.done():
-                    item.future.set_result((row, elapsed * 1000))
+                        await self._answer([item])
+            elif not batch[0].future.done():
+                batch[0].future.set_exception(exc)
+            return
+        elapsed = time.perf_counter() - started
+        self.metrics.latency.labels(self.name, "inference").observe(elapsed)
+        self.metrics.batch_size.labels(self.name).observe(len(batch))
+        for item, row in zip(batch, logits, strict=True):
+            if not item.future.done():
+                item.future.set_result((row, elapsed * 1000))

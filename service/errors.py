@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from build_models.errors import (
     ArtifactIntegrityError,
@@ -19,7 +20,14 @@ from build_models.errors import (
     VariantUnavailableError,
     VitserveError,
 )
-from service.batching import ClientGoneError, DeadlineExceededError, QueueFullError
+from service.batching import (
+    ClientGoneError,
+    DeadlineExceededError,
+    QueueFullError,
+    ServiceStoppingError,
+    WorkerRestartedError,
+)
+from service.inputs import BodyTimeoutError
 from service.v2_protocol import InferenceRequestError
 
 log = logging.getLogger(__name__)
@@ -57,11 +65,14 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (ImageTooLargeError, 413, "image_too_large"),
     (InvalidImageError, 400, "invalid_image"),
     (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
+    (BodyTimeoutError, 408, "body_timeout"),
     (InferenceRequestError, 400, "invalid_inference_request"),
     (UnknownVariantError, 404, "unknown_variant"),
     (VariantUnavailableError, 503, "variant_unavailable"),
     (ArtifactIntegrityError, 503, "artifact_integrity"),
     (ManifestError, 503, "manifest_unavailable"),
+    (WorkerRestartedError, 503, "worker_restarted"),
+    (ServiceStoppingError, 503, "service_stopping"),
     (QueueFullError, 503, "queue_full"),
     (DeadlineExceededError, 504, "deadline_exceeded"),
     (ClientGoneError, 499, "client_closed_request"),
@@ -81,7 +92,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-def _vitserve_handler(_: Request, exc: Exception) -> JSONResponse:
+def _vitserve_handler(request: Request, exc: Exception) -> JSONResponse:
     for error_type, status, code in STATUS_BY_ERROR:
         if isinstance(exc, error_type):
             extra = {"known_variants": exc.known} if isinstance(exc, UnknownVariantError) else {}
@@ -89,13 +100,12 @@ def _vitserve_handler(_: Request, exc: Exception) -> JSONResponse:
                 break
             headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFullError) else None
             return JSONResponse(error_body(code, str(exc), **extra), status_code=status, headers=headers)
-    log.error("unmapped error", exc_info=exc)
-    return JSONResponse(error_body("internal_error", "internal server error"), status_code=500)
+    return _unexpected_handler(request, exc)
 
 
 def v2_error_response(exc: Exception) -> JSONResponse:
     """The Open Inference Protocol's error shape, ``{"error": "<message>"}``, with the same status codes."""
-    if isinstance(exc, HTTPException):
+    if isinstance(exc, StarletteHTTPException):
         return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
     status = status_of(exc)
     if not isinstance(exc, VitserveError) or (status >= 500 and type(exc) is VitserveError):
@@ -106,8 +116,9 @@ def v2_error_response(exc: Exception) -> JSONResponse:
 
 
 def _http_handler(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
-    code = {413: "body_too_large", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    assert isinstance(exc, StarletteHTTPException)
+    code = {400: "bad_request", 413: "body_too_large", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "http_error")
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
@@ -129,5 +140,5 @@ def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_handler)
     app.add_exception_handler(VitserveError, _vitserve_handler)
-    app.add_exception_handler(HTTPException, _http_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)  # FastAPI's HTTPException included
     app.add_exception_handler(RequestValidationError, _validation_handler)

@@ -29,6 +29,8 @@ class ServiceMetrics:
                                     buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
         self.queue_depth = Gauge("vitserve_queue_depth", "Requests waiting for a variant", ["variant"],
                                  registry=self.registry)
+        self.worker_restarts = Counter("vitserve_worker_restarts_total", "Batch workers that died and were "
+                                       "restarted", ["variant"], registry=self.registry)
         self.loaded = Gauge("vitserve_variant_loaded", "1 when the variant serves", ["variant"],
                             registry=self.registry)
         self.degraded = Gauge("vitserve_variant_degraded", "1 when the variant failed to load", ["variant"],

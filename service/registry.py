@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from build_models.errors import ManifestError, UnknownVariantError, VariantUnavailableError
+from build_models.errors import ArtifactIntegrityError, ManifestError, UnknownVariantError, VariantUnavailableError
 from build_models.loading import load_predictor
 from build_models.manifest import Manifest
 from build_models.predictor import Predictor
@@ -71,19 +71,23 @@ class ServingRegistry:
                 served.load_seconds = round(time.perf_counter() - started, 3)
                 log.info("loaded %s in %.2fs", name, served.load_seconds)
             except VariantUnavailableError as exc:
-                served.error = exc.reason
+                served.error = public_reason(exc)
                 log.warning("%s unavailable: %s", name, exc.reason)
             except Exception as exc:  # noqa: BLE001 - a variant that cannot predict is unavailable, not fatal
-                served.error = f"warm-up failed: {type(exc).__name__}: {exc}"
-                log.warning("%s unavailable: %s", name, served.error)
+                served.error = "warm-up failed (see the service log)"
+                log.warning("%s unavailable: warm-up failed: %s: %s", name, type(exc).__name__, exc)
             self.variants[name] = served
 
+    def required_names(self, required: str = "all") -> list[str]:
+        """'all' = every variant this installation can run: one whose runtime is not installed is listed as
+        unavailable but does not hold readiness back (unless named)."""
+        if required.strip() in ("", "all"):
+            return [n for n, v in self.variants.items() if not v.runtime_missing]
+        return [n.strip() for n in required.split(",") if n.strip()]
+
     def missing_required(self, required: str = "all") -> list[str]:
-        """Required variants that cannot serve. 'all' = every variant this installation can run: one whose
-        runtime is not installed is listed as unavailable but does not hold readiness back (unless named)."""
-        names = [n for n, v in self.variants.items() if not v.runtime_missing] if required.strip() in ("", "all") \
-            else [n.strip() for n in required.split(",") if n.strip()]
-        return [n for n in names if n not in self.variants or not self.variants[n].available]
+        """Required variants that cannot serve."""
+        return [n for n in self.required_names(required) if n not in self.variants or not self.variants[n].available]
 
     def is_ready(self, required: str = "all") -> bool:
         return self.startup_error is None and bool(self.variants) and not self.missing_required(required)
@@ -135,6 +139,18 @@ class ServingRegistry:
                 "load_seconds": served.load_seconds, "latency": _latency_summary(latency.get(name)),
             })
         return out
+
+
+def public_reason(exc: VariantUnavailableError) -> str:
+    """A stable reason for clients; the detail (paths, exception text) stays in the service log."""
+    if isinstance(exc.__cause__, ArtifactIntegrityError):
+        return "artifact files do not match the manifest (see the service log)"
+    for stable in ("not built", "runtime not installed"):
+        if exc.reason.startswith(stable):
+            return exc.reason
+    if exc.reason.startswith("build failed"):
+        return "build failed (see the build log)"
+    return "failed to load (see the service log)"
 
 
 def _latency_summary(measured: dict[str, Any] | None) -> dict[str, Any] | None:

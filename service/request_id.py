@@ -11,8 +11,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 
 access_log = logging.getLogger("vitserve.access")
+log = logging.getLogger(__name__)
 _WELL_FORMED = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -21,7 +23,12 @@ async def request_id_and_access_log(request: Request, call_next: Callable[[Reque
     request_id = sent if _WELL_FORMED.fullmatch(sent) else uuid.uuid4().hex
     request.state.request_id = request_id
     started = time.perf_counter()
-    response = await call_next(request)
+    try:
+        response = await call_next(request)
+    except Exception as exc:  # noqa: BLE001 - answered here so the 500 keeps its request id and log line
+        log.error("unexpected error (request %s)", request_id, exc_info=exc)
+        response = JSONResponse({"error": {"code": "internal_error", "message": "internal server error",
+                                           "request_id": request_id}}, status_code=500)
     response.headers["X-Request-ID"] = request_id
     access_log.info(json.dumps({
         "request_id": request_id, "method": request.method, "path": request.url.path,

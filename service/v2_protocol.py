@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import reprlib
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,12 @@ HEADER_LENGTH = "inference-header-content-length"
 IMAGE_INPUT = "IMAGE"  # BYTES [N]: encoded images (JPEG, PNG, ...)
 PIXELS_INPUT = "PIXELS"  # FP32 [N, 3, H, W]: the shared preprocessing's output
 OUTPUTS = ("LOGITS", "PROBABILITIES")
+MAX_DIMENSIONS = 32
+MAX_ELEMENTS = 2**31 - 1  # per tensor; far above what a request body under the size limit can carry
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxstring = _BRIEF.maxother = 60
+_BRIEF.maxlong = 40
 
 
 class InferenceRequestError(VitserveError):
@@ -55,12 +63,14 @@ def _header_and_blobs(body: bytes, header_length: str | None) -> tuple[dict[str,
         except ValueError:
             raise InferenceRequestError("Inference-Header-Content-Length is not an integer") from None
         if not 0 < length <= len(body):
-            raise InferenceRequestError(f"Inference-Header-Content-Length {length} does not fit the "
+            raise InferenceRequestError(f"Inference-Header-Content-Length {_brief(length)} does not fit the "
                                         f"{len(body)}-byte body")
         header_bytes, blobs = body[:length], body[length:]
     try:
         header = json.loads(header_bytes)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise InferenceRequestError("the inference request nests JSON too deeply") from None
+    except ValueError as exc:  # also undecodable text and integers over Python's digit limit
         raise InferenceRequestError(f"the inference request is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise InferenceRequestError("the inference request must be a JSON object")
@@ -86,86 +96,189 @@ def join_bytes_tensor(items: list[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(item)) + item for item in items)
 
 
+def _brief(value: Any) -> str:
+    """A client-sent value, shortened for an error message."""
+    return _BRIEF.repr(value)
+
+
+def _quantity(number: int) -> str:
+    return str(number) if number < 10**30 else f"about 2^{number.bit_length() - 1}"
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    names = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number"}
+    return names.get(type(value), "null")
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    """``value`` when it is a JSON object, {} when it is absent or null."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InferenceRequestError(f"{what} must be a JSON object, got {_json_type(value)}")
+    return value
+
+
+def _flag(params: dict[str, Any], key: str, default: bool, what: str) -> bool:
+    value = params.get(key, default)
+    if not isinstance(value, bool):
+        raise InferenceRequestError(f"{what}: {key} must be true or false, got {_json_type(value)}")
+    return value
+
+
 def _element_count(shape: Any) -> int:
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InferenceRequestError(f"shape must be a list of non-negative integers, got {shape!r}")
-    return int(np.prod(shape)) if shape else 1
+    if (not isinstance(shape, list) or len(shape) > MAX_DIMENSIONS
+            or not all(type(d) is int and d >= 0 for d in shape)):
+        raise InferenceRequestError(f"shape must be a list of at most {MAX_DIMENSIONS} non-negative integers, "
+                                    f"got {_brief(shape)}")
+    count, extent = math.prod(shape), math.prod(max(d, 1) for d in shape)
+    if count > MAX_ELEMENTS:
+        raise InferenceRequestError(f"shape {_brief(shape)} holds {_quantity(count)} elements, more than the "
+                                    f"limit of {MAX_ELEMENTS}")
+    if extent > MAX_ELEMENTS:
+        raise InferenceRequestError(f"shape {_brief(shape)} is too large: its non-zero dimensions multiply to "
+                                    f"{_quantity(extent)}, more than the limit of {MAX_ELEMENTS}")
+    return count
 
 
-def _json_images(data: Any) -> list[bytes]:
-    flat = np.asarray(data, dtype=object).ravel().tolist()
+def _flat_data(data: Any, shape: list[int], name: Any) -> list[Any]:
+    """JSON tensor data, either flat or nested exactly as ``shape``, as one flat list."""
+    if not isinstance(data, list):
+        raise InferenceRequestError(f"input {_brief(name)}: data must be a JSON array, got {_json_type(data)}")
+    if not any(isinstance(item, list) for item in data):
+        return data
+    level = [data]
+    for size in shape:
+        if not all(isinstance(node, list) and len(node) == size for node in level):
+            break
+        level = [child for node in level for child in node]
+    else:
+        if not any(isinstance(item, list) for item in level):
+            return level
+    raise InferenceRequestError(f"input {_brief(name)}: data must be a flat array, or arrays nested as its "
+                                f"shape {_brief(shape)}")
+
+
+def _json_images(data: Any, shape: list[int]) -> list[bytes]:
+    items = _flat_data(data, shape, IMAGE_INPUT)
     try:
-        return [base64.b64decode(item, validate=True) for item in flat]
-    except (binascii.Error, TypeError, ValueError):
-        raise InferenceRequestError("JSON BYTES elements must be base64 strings of encoded images (or send them "
-                                    "with the binary tensor data extension)") from None
+        if all(isinstance(item, str) for item in items):
+            return [base64.b64decode(item, validate=True) for item in items]
+    except (binascii.Error, ValueError):
+        pass
+    raise InferenceRequestError("JSON BYTES elements must be base64 strings of encoded images (or send them "
+                                "with the binary tensor data extension)")
+
+
+def _json_pixels(data: Any, shape: list[int]) -> np.ndarray:
+    items = _flat_data(data, shape, PIXELS_INPUT)
+    if not all(type(item) in (int, float) for item in items):
+        raise InferenceRequestError(f"input {PIXELS_INPUT!r}: data must be numbers")
+    try:
+        wide = np.array(items, dtype=np.float64)
+    except OverflowError:
+        raise InferenceRequestError(f"input {PIXELS_INPUT!r}: a number is out of the FP32 range") from None
+    with np.errstate(over="ignore"):
+        return wide.astype(np.float32)
+
+
+def _binary_part(spec: dict[str, Any], blobs: bytes, offset: int) -> tuple[bytes | None, int]:
+    """This input's bytes from the binary tail (None when it sends JSON data) and the offset after them."""
+    name = spec.get("name")
+    size = _object(spec.get("parameters"), f"input {_brief(name)}: parameters").get("binary_data_size")
+    if size is None:
+        if "data" not in spec:
+            raise InferenceRequestError(f"input {_brief(name)} has neither data nor binary_data_size")
+        return None, offset
+    if type(size) is not int or size < 0 or offset + size > len(blobs):
+        raise InferenceRequestError(f"input {_brief(name)}: binary_data_size {_brief(size)} does not fit the body")
+    return blobs[offset:offset + size], offset + size
+
+
+def _read_images(spec: dict[str, Any], raw: bytes | None) -> list[bytes]:
+    shape: Any = spec.get("shape")
+    datatype = spec.get("datatype")
+    if datatype != "BYTES":
+        raise InferenceRequestError(f"input {IMAGE_INPUT!r} must be BYTES, got {_brief(datatype)}")
+    count = _element_count(shape)
+    images = split_bytes_tensor(raw) if raw is not None else _json_images(spec["data"], shape)
+    if len(images) != count:
+        raise InferenceRequestError(f"input {IMAGE_INPUT!r}: shape {shape} holds {count} elements, "
+                                    f"got {len(images)}")
+    return images
+
+
+def _read_pixels(spec: dict[str, Any], raw: bytes | None) -> np.ndarray:
+    shape: Any = spec.get("shape")
+    datatype = spec.get("datatype")
+    if datatype != "FP32":
+        raise InferenceRequestError(f"input {PIXELS_INPUT!r} must be FP32, got {_brief(datatype)}")
+    count = _element_count(shape)
+    if len(shape) != 4:
+        raise InferenceRequestError(f"input {PIXELS_INPUT!r} must have a 4-d shape [N,3,H,W], got shape {shape}")
+    if raw is not None:
+        if len(raw) != 4 * count:
+            raise InferenceRequestError(f"input {PIXELS_INPUT!r}: shape {shape} needs {4 * count} bytes, "
+                                        f"got {len(raw)}")
+        values = np.frombuffer(raw, dtype="<f4")
+    else:
+        values = _json_pixels(spec["data"], shape)
+        if values.size != count:
+            raise InferenceRequestError(f"input {PIXELS_INPUT!r}: shape {shape} holds {count} elements, "
+                                        f"got {values.size}")
+    if not np.isfinite(values).all():
+        raise InferenceRequestError(f"input {PIXELS_INPUT!r}: data must be finite FP32 numbers")
+    return values.reshape(shape).astype(np.float32)
 
 
 def _read_input(spec: dict[str, Any], blobs: bytes, offset: int) -> tuple[list[bytes] | np.ndarray, int]:
-    name, datatype, shape = spec.get("name"), spec.get("datatype"), spec.get("shape")
-    count = _element_count(shape)
-    size = (spec.get("parameters") or {}).get("binary_data_size")
-    raw = None
-    if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(blobs):
-            raise InferenceRequestError(f"input {name!r}: binary_data_size {size!r} does not fit the body")
-        raw, offset = blobs[offset:offset + size], offset + size
-    elif "data" not in spec:
-        raise InferenceRequestError(f"input {name!r} has neither data nor binary_data_size")
-    if name == IMAGE_INPUT:
-        if datatype != "BYTES":
-            raise InferenceRequestError(f"input {IMAGE_INPUT!r} must be BYTES, got {datatype!r}")
-        images = split_bytes_tensor(raw) if raw is not None else _json_images(spec["data"])
-        if len(images) != count:
-            raise InferenceRequestError(f"input {name!r}: shape {shape} holds {count} elements, got {len(images)}")
-        return images, offset
-    if name == PIXELS_INPUT:
-        if datatype != "FP32":
-            raise InferenceRequestError(f"input {PIXELS_INPUT!r} must be FP32, got {datatype!r}")
-        if raw is not None:
-            if len(raw) != 4 * count:
-                raise InferenceRequestError(f"input {name!r}: shape {shape} needs {4 * count} bytes, got {len(raw)}")
-            values = np.frombuffer(raw, dtype="<f4")
-        else:
-            try:
-                values = np.asarray(spec["data"], dtype=np.float32).ravel()
-            except (TypeError, ValueError):
-                raise InferenceRequestError(f"input {name!r}: data must be numbers") from None
-            if values.size != count:
-                raise InferenceRequestError(f"input {name!r}: shape {shape} holds {count} elements, got {values.size}")
-        return values.reshape(shape).astype(np.float32), offset
-    raise InferenceRequestError(f"unknown input {name!r}: this model takes {IMAGE_INPUT!r} (BYTES, encoded images) "
-                                f"or {PIXELS_INPUT!r} (FP32 [N,3,H,W], preprocessed)")
+    name = spec.get("name")
+    if name not in (IMAGE_INPUT, PIXELS_INPUT):
+        raise InferenceRequestError(f"unknown input {_brief(name)}: this model takes {IMAGE_INPUT!r} (BYTES, "
+                                    f"encoded images) or {PIXELS_INPUT!r} (FP32 [N,3,H,W], preprocessed)")
+    raw, offset = _binary_part(spec, blobs, offset)
+    return (_read_images(spec, raw) if name == IMAGE_INPUT else _read_pixels(spec, raw)), offset
+
+
+def _requested_output(spec: Any, binary_default: bool) -> RequestedOutput:
+    if not isinstance(spec, dict):
+        raise InferenceRequestError(f"each of outputs must be a JSON object, got {_json_type(spec)}")
+    name = spec.get("name")
+    if name not in OUTPUTS:
+        raise InferenceRequestError(f"unknown output {_brief(name)}: this model has {', '.join(OUTPUTS)}")
+    params = _object(spec.get("parameters"), f"output {name!r}: parameters")
+    top_k = params.get("classification", 0)
+    if type(top_k) is not int or top_k < 0:
+        raise InferenceRequestError(f"output {name!r}: classification must be a non-negative integer")
+    return RequestedOutput(name, _flag(params, "binary_data", binary_default, f"output {name!r}"), top_k)
 
 
 def _requested_outputs(header: dict[str, Any]) -> list[RequestedOutput]:
-    binary_default = bool((header.get("parameters") or {}).get("binary_data_output", False))
+    params = _object(header.get("parameters"), "the request's parameters")
+    binary_default = _flag(params, "binary_data_output", False, "the request's parameters")
     specs = header.get("outputs")
-    if not specs:
+    if specs is None or specs == []:
         return [RequestedOutput(name, binary_default) for name in OUTPUTS]
-    outputs = []
-    for spec in specs:
-        name, params = spec.get("name"), spec.get("parameters") or {}
-        if name not in OUTPUTS:
-            raise InferenceRequestError(f"unknown output {name!r}: this model has {', '.join(OUTPUTS)}")
-        top_k = params.get("classification", 0)
-        if not isinstance(top_k, int) or top_k < 0:
-            raise InferenceRequestError(f"output {name!r}: classification must be a non-negative integer")
-        outputs.append(RequestedOutput(name, bool(params.get("binary_data", binary_default)), top_k))
-    return outputs
+    if not isinstance(specs, list):
+        raise InferenceRequestError(f"outputs must be a JSON array of objects, got {_json_type(specs)}")
+    return [_requested_output(spec, binary_default) for spec in specs]
 
 
 def parse_infer_request(body: bytes, header_length: str | None) -> InferenceRequest:
     header, blobs = _header_and_blobs(body, header_length)
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise InferenceRequestError(f"send exactly one input: {IMAGE_INPUT!r} or {PIXELS_INPUT!r}")
+        raise InferenceRequestError(f"send exactly one input, a JSON object: {IMAGE_INPUT!r} or {PIXELS_INPUT!r}")
+    request_id = header.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InferenceRequestError(f"id must be a string, got {_json_type(request_id)}")
+    outputs = _requested_outputs(header)
     value, used = _read_input(inputs[0], blobs, 0)
     if used != len(blobs):
         raise InferenceRequestError(f"{len(blobs) - used} bytes of binary data follow the inputs unclaimed")
-    request_id = header.get("id")
-    request = InferenceRequest(id=str(request_id) if request_id is not None else None,
-                               input_name=inputs[0]["name"], outputs=_requested_outputs(header))
+    request = InferenceRequest(id=request_id, input_name=inputs[0]["name"], outputs=outputs)
     if isinstance(value, np.ndarray):
         request.pixels = value
     else:

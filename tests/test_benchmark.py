@@ -1,6 +1,7 @@
 """/benchmark: shape, bounds, and one benchmark at a time (no timing assertions)."""
 
 import threading
+import time
 
 import pytest
 
@@ -21,11 +22,6 @@ def test_get_benchmark_measures_every_available_variant(client):
             stats = row[mode]
             assert set(stats) >= STATS, name
             assert stats["runs"] == 2 and stats["p50_ms"] > 0 and stats["throughput_ips"] > 0
-            assert stats["p25_ms"] <= stats["p50_ms"] <= stats["p75_ms"] <= stats["p99_ms"] + 1e-9
-        assert row["service_overhead_ms"] == pytest.approx(row["end_to_end"]["p50_ms"] - row["model"]["p50_ms"],
-                                                           abs=2e-3)
-    assert body["results"]["plain"]["model"]["speedup_vs_plain"] == pytest.approx(1.0)
-    assert body["results"]["plain"]["model"]["overlaps_plain"] is True
     machine = body["machine"]
     assert {"torch_intra_op", "ort_intra_op", "openvino_threads", "openvino_hint", "tf_intra_op"} <= set(
         machine["threads_requested"])
@@ -70,14 +66,21 @@ def test_second_benchmark_is_refused_while_one_runs(client):
 
 def test_predict_is_served_while_a_benchmark_runs(client, test_split_jpegs):
     results = {}
+    held = benchmark_router._one_at_a_time
 
     def long_benchmark():
-        results["bench"] = client.get("/benchmark", params={"runs": 40, "warmup": 0, "variants": "plain,onnx"})
+        results["bench"] = client.get("/benchmark", params={"runs": 500, "warmup": 0, "variants": "plain,onnx"})
 
     thread = threading.Thread(target=long_benchmark)
     thread.start()
+    deadline = time.monotonic() + 30
+    while not held.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert held.locked(), "the benchmark never started"
     jpeg = test_split_jpegs[0][1]
     answers = [client.post("/predict/plain", files={"file": ("x.jpg", jpeg, "image/jpeg")}) for _ in range(5)]
+    still_running = held.locked()  # all five were answered while the benchmark held its slot
     thread.join(timeout=300)
     assert all(a.status_code == 200 for a in answers)
+    assert still_running, "the benchmark ended before the predictions: nothing overlapped"
     assert results["bench"].status_code == 200

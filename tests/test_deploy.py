@@ -12,6 +12,7 @@ import yaml
 
 from build_models.threads import cgroup_cpu_limit
 from service.app import create_app
+from service.drain import SHUTDOWN_GRACE_S
 from service.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,3 +132,13 @@ def test_cgroup_cpu_limit(tmp_path, files, expected):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(content)
     assert cgroup_cpu_limit(tmp_path) == expected
+
+
+def test_grace_period_covers_the_prestop_pause_the_drain_and_the_shutdown():
+    pod = DOCS["Deployment"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    drain = ServiceSettings(drain_seconds=float(env["VITSERVE_DRAIN_SECONDS"])).drain_seconds
+    pause = float(re.search(r"sleep\((\d+(?:\.\d+)?)\)", " ".join(
+        container["lifecycle"]["preStop"]["exec"]["command"])).group(1))
+    assert pod["terminationGracePeriodSeconds"] >= pause + drain + SHUTDOWN_GRACE_S

@@ -95,7 +95,7 @@ def test_unexpected_errors_are_json_500_with_a_request_id(smoke_artifacts, test_
         monkeypatch.setattr(broken.app.state.batchers["plain"], "run_batch", explode)
         response = broken.post("/predict/plain", content=test_split_jpegs[0][1], headers={"content-type": "image/jpeg"})
         error = _assert_error(response, 500, "internal_error")
-        assert "secret" not in response.text and error["request_id"]
+        assert "secret" not in response.text and error["request_id"] == response.headers["x-request-id"]
         assert broken.get("/health/live").status_code == 200
 
 

@@ -1,5 +1,8 @@
 """Dataset and base-model sources: hub ids, local folders, scratch presets, and the offline errors."""
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 import torch
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
@@ -77,3 +80,54 @@ def test_device_choice():
     assert resolve_device("auto") == "cpu"
     with pytest.raises(SystemExit, match="no CUDA device"):
         resolve_device("cuda")
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers every request 200 and records the request line: a stand-in for a hub, or for a proxy."""
+
+    seen: list[str] = []
+
+    def do_HEAD(self):  # noqa: N802 - the http.server hook name
+        _Recorder.seen.append(self.requestline)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recorder():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Recorder.seen = []
+    hub_reachable.cache_clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    hub_reachable.cache_clear()
+
+
+def test_hub_detection_asks_the_hub_client_at_its_endpoint(recorder, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", recorder)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert hub_reachable() is True
+    assert _Recorder.seen == ["HEAD /api/models/google/vit-base-patch16-224 HTTP/1.1"]
+
+
+def test_hub_detection_goes_through_the_users_proxy(recorder, monkeypatch):
+    """The endpoint's host does not resolve here; only a client that honours HTTP(S)_PROXY reaches it."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://hub.invalid")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", recorder)
+    assert hub_reachable() is True
+    assert _Recorder.seen == ["HEAD http://hub.invalid/api/models/google/vit-base-patch16-224 HTTP/1.1"]
+    hub_reachable.cache_clear()
+    monkeypatch.delenv("HTTP_PROXY")
+    assert hub_reachable() is False  # without the proxy the same endpoint is out of reach

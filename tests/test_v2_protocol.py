@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -14,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from build_models.preprocessing import PreprocessConfig, preprocess, softmax
 from service.v2_protocol import InferenceRequestError, join_bytes_tensor, parse_infer_request, split_bytes_tensor
+from tests.fake_app import SIZE, VARIANT, fake_client
 from tests.live_server import serve
 
 VARIANTS = "plain,onnx,transformers-pipeline"
@@ -150,3 +152,121 @@ def test_bytes_tensor_round_trip_and_truncation():
               b'"parameters": {"binary_data_size": 9}}]}')
     with pytest.raises(InferenceRequestError, match="does not fit"):
         parse_infer_request(header + b"\0\0\0\5abc", str(len(header)))
+
+
+def _pixels_spec(**changes) -> dict:
+    return {"name": "PIXELS", "datatype": "FP32", "shape": [1, 3, 2, 2], "data": [0.5] * 12, **changes}
+
+
+def _image_spec(**changes) -> dict:
+    return {"name": "IMAGE", "datatype": "BYTES", "shape": [1], "data": ["aGVsbG8="], **changes}
+
+
+MALFORMED = [
+    ({"inputs": [_pixels_spec(shape=[], data=[1.0])]}, "4-d shape"),
+    ({"inputs": [_pixels_spec()], "outputs": [1]}, "each of outputs must be a JSON object, got a number"),
+    ({"inputs": [_pixels_spec()], "outputs": [{"name": "LOGITS", "parameters": []}]},
+     "output 'LOGITS': parameters must be a JSON object, got an array"),
+    ({"inputs": [_pixels_spec()], "parameters": [1]}, "the request's parameters must be a JSON object"),
+    ({"inputs": [_pixels_spec()], "outputs": "LOGITS"}, "outputs must be a JSON array"),
+    ({"inputs": {"name": "PIXELS"}}, "exactly one input"),
+    ({"inputs": ["PIXELS"]}, "exactly one input"),
+    ({"inputs": [_pixels_spec(), _pixels_spec()]}, "exactly one input"),
+    ({"inputs": [_pixels_spec(parameters=[])]}, "input 'PIXELS': parameters must be a JSON object"),
+    ({"inputs": [_pixels_spec(data=[[0.5] * 4] * 3)]}, "nested as its shape"),
+    ({"inputs": [_pixels_spec(data=[[[[0.5] * 2] * 2] * 3, 0.5])]}, "nested as its shape"),
+    ({"inputs": [_pixels_spec(data=0.5)]}, "data must be a JSON array, got a number"),
+    ({"inputs": [_pixels_spec(data=["0.5"] * 12)]}, "data must be numbers"),
+    ({"inputs": [_pixels_spec(data=[True] * 12)]}, "data must be numbers"),
+    ({"inputs": [_pixels_spec(data=[10**400] * 12)]}, "out of the FP32 range"),
+    ({"inputs": [_pixels_spec(data=[1e39] * 12)]}, "finite FP32"),
+    ({"inputs": [_pixels_spec(datatype="BYTES")]}, "must be FP32"),
+    ({"inputs": [_image_spec(datatype="FP32")]}, "must be BYTES"),
+    ({"inputs": [_image_spec(data=[1])]}, "base64"),
+    ({"inputs": [_image_spec(data=["é"])]}, "base64"),
+    ({"inputs": [_image_spec(shape=[-1])]}, "non-negative integers"),
+    ({"inputs": [_image_spec(shape=[True])]}, "non-negative integers"),
+    ({"inputs": [_image_spec(shape="1")]}, "non-negative integers"),
+    ({"inputs": [_image_spec(shape=[1] * 33)]}, "at most 32"),
+    ({"inputs": [_pixels_spec(shape=[2**40, 2**40, 1, 1])]},
+     "holds 1208925819614629174706176 elements, more than the limit of 2147483647"),
+    ({"inputs": [_pixels_spec(shape=[0, 2**40, 2**40, 1], data=[])]}, "is too large"),
+    ({"inputs": [_image_spec(shape=[2**31] * 32)]}, "holds about 2^992 elements"),
+    ({"inputs": [_pixels_spec(parameters={"binary_data_size": True})]}, "binary_data_size True"),
+    ({"inputs": [_pixels_spec(parameters={"binary_data_size": "48"})]}, "binary_data_size '48'"),
+    ({"inputs": [_image_spec()], "id": 7}, "id must be a string, got a number"),
+    ({"inputs": [_image_spec()], "outputs": [{"name": "LOGITS", "parameters": {"classification": True}}]},
+     "classification must be a non-negative integer"),
+    ({"inputs": [_image_spec()], "outputs": [{"name": "LOGITS", "parameters": {"binary_data": "yes"}}]},
+     "binary_data must be true or false"),
+    ({"inputs": [_image_spec()], "parameters": {"binary_data_output": 1}}, "binary_data_output must be true or false"),
+    ({"inputs": [{**_image_spec(), "name": ["IMAGE"] * 500}]}, "unknown input ['IMAGE', 'IMAGE', 'IMAGE', 'IMAGE',"),
+]
+MALFORMED_BYTES = [
+    (b"[" * 100_000 + b"]" * 100_000, None, "nests JSON too deeply"),
+    (b'{"inputs": ' + b"1" * 5000 + b"}", None, "not valid JSON"),
+    (b'{"inputs": []}', "9" * 5000, "not an integer"),
+    (b"\xff\xfe{}", None, "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("header", "words"), MALFORMED, ids=[words for _, words in MALFORMED])
+def test_malformed_requests_are_inference_request_errors(header, words):
+    with pytest.raises(InferenceRequestError) as caught:
+        parse_infer_request(json.dumps(header).encode(), None)
+    assert words in str(caught.value) and len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize(("body", "header_length", "words"), MALFORMED_BYTES)
+def test_malformed_bodies_are_inference_request_errors(body, header_length, words):
+    with pytest.raises(InferenceRequestError, match=words):
+        parse_infer_request(body, header_length)
+
+
+def test_nested_data_and_empty_batches_parse():
+    nested = [[[[0.5, 0.25]] * 2] * 3]
+    request = parse_infer_request(json.dumps({"inputs": [_pixels_spec(data=nested)]}).encode(), None)
+    assert request.pixels is not None and request.pixels.shape == (1, 3, 2, 2) and request.pixels[0, 2, 1, 1] == 0.25
+    empty = parse_infer_request(json.dumps({"inputs": [_pixels_spec(shape=[0, 3, 2, 2], data=[])]}).encode(), None)
+    assert empty.pixels is not None and empty.pixels.shape == (0, 3, 2, 2)
+    nested_images = _image_spec(shape=[2, 1], data=[["aGk="], ["aGV5"]])
+    images = parse_infer_request(json.dumps({"inputs": [nested_images]}).encode(), None)
+    assert images.images == [b"hi", b"hey"]
+
+
+def test_binary_pixels_need_a_4d_shape_and_finite_values():
+    header = json.dumps({"inputs": [_pixels_spec(shape=[], data=None, parameters={"binary_data_size": 4})]}).encode()
+    with pytest.raises(InferenceRequestError, match="4-d shape"):
+        parse_infer_request(header + b"\0\0\0\0", str(len(header)))
+    spec = _pixels_spec(shape=[1, 1, 1, 2], parameters={"binary_data_size": 8})
+    del spec["data"]
+    header = json.dumps({"inputs": [spec]}).encode()
+    with pytest.raises(InferenceRequestError, match="finite"):
+        parse_infer_request(header + np.array([0.5, np.nan], dtype="<f4").tobytes(), str(len(header)))
+    request = parse_infer_request(header + np.array([0.5, 2.0], dtype="<f4").tobytes(), str(len(header)))
+    assert request.pixels is not None and request.pixels.tolist() == [[[[0.5, 2.0]]]]
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory) -> Iterator:
+    with fake_client(tmp_path_factory.mktemp("v2-fake")) as client:
+        yield client
+
+
+@pytest.mark.parametrize(("header", "words"), MALFORMED, ids=[words for _, words in MALFORMED])
+def test_malformed_requests_get_400_in_the_v2_shape(fake, header, words):
+    response = fake.post(f"/v2/models/{VARIANT}/infer", content=json.dumps(header))
+    assert response.status_code == 400 and words in response.json()["error"], response.text
+
+
+@pytest.mark.parametrize(("body", "header_length", "words"), MALFORMED_BYTES)
+def test_malformed_bodies_get_400_in_the_v2_shape(fake, body, header_length, words):
+    headers = {} if header_length is None else {"inference-header-content-length": header_length}
+    response = fake.post(f"/v2/models/{VARIANT}/infer", content=body, headers=headers)
+    assert response.status_code == 400 and words in response.json()["error"], response.text
+
+
+def test_the_fake_model_still_answers_after_the_malformed_requests(fake):
+    pixels = _pixels_spec(shape=[1, 3, SIZE, SIZE], data=[0.5] * 3 * SIZE * SIZE)
+    response = fake.post(f"/v2/models/{VARIANT}/infer", json={"inputs": [pixels]})
+    assert response.status_code == 200 and response.json()["outputs"][0]["shape"] == [1, 2]

@@ -150,27 +150,37 @@ def test_report_has_every_variant(smoke_artifacts):
     assert (smoke_artifacts / "report.png").stat().st_size > 1000
 
 
-def test_a_failing_builder_does_not_stop_the_others(smoke_artifacts, tmp_path, monkeypatch):
-    import shutil
+def test_a_failing_builder_does_not_stop_the_others(smoke_artifacts, tmp_path, monkeypatch, dataset):
+    from build_models.data import make_splits
+    from build_models.evaluate import TestImages
+    from build_models.profiles import get_profile
 
     copy = tmp_path / "artifacts"
     shutil.copytree(smoke_artifacts, copy)
     manifest = Manifest.load(copy)
-    before = json.dumps(manifest.variants["plain"])
+    built: list[str] = []
 
     def explode(ctx):
         raise RuntimeError("boom")
 
-    broken = dataclasses.replace(get_variant("onnx"), build=explode)
-    monkeypatch.setattr(pipeline, "get_variant", lambda name: broken if name == "onnx" else get_variant(name))
-    from build_models.preprocessing import PreprocessConfig
-    from build_models.profiles import get_profile
+    def counted(spec):
+        def build(ctx):
+            built.append(spec.name)
+            return spec.build(ctx)
+        return dataclasses.replace(spec, build=build)
 
-    request = pipeline.BuildRequest(profile=get_profile("smoke"), artifacts_dir=copy, force=True)
-    ctx_args = {"data": None, "splits": None, "preprocess": PreprocessConfig(32, 32)}
-    pipeline.build_one(request, manifest, "onnx", None, ctx_args)  # type: ignore[arg-type]
+    specs = {"onnx": dataclasses.replace(get_variant("onnx"), build=explode), "plain": counted(get_variant("plain"))}
+    monkeypatch.setattr(pipeline, "get_variant", lambda name: specs.get(name) or get_variant(name))
+    profile = get_profile("smoke")
+    splits = make_splits(dataset.labels, profile.split)
+    test = TestImages.decode(dataset, splits.test[:40])
+    request = pipeline.BuildRequest(profile=profile, artifacts_dir=copy, force=True)
+    ctx_args = {"data": dataset, "splits": splits, "preprocess": PreprocessConfig.from_dir(copy / "base"),
+                "pixel_cache": {}, "row_cache": {}}
+    pipeline.build_variants(request, manifest, ["onnx", "plain"], test, ctx_args)
     assert manifest.variants["onnx"]["status"] == "failed" and "boom" in manifest.variants["onnx"]["error"]
-    assert json.dumps(manifest.variants["plain"]) == before
+    assert built == ["plain"] and manifest.variants["plain"]["status"] == "ok"
+    assert manifest.variants["plain"]["metrics"]["evaluated_images"] == 40  # built and scored after the failure
 
 
 @pytest.mark.parametrize("name", ["onnx-int8", "resnet18-int8", "lite0-int8"])
@@ -191,12 +201,12 @@ def test_openvino_int8_has_quantized_operations(smoke_artifacts):
 @pytest.mark.parametrize("name", ["openvino", "openvino-int8"])
 def test_openvino_throughput_hint_splits_a_batch_over_streams_with_the_same_answers(manifest, images, name):
     latency = load_predictor(manifest, name, ThreadSettings(openvino_hint="LATENCY"))
-    throughput = load_predictor(manifest, name, ThreadSettings(openvino_hint="THROUGHPUT"))
+    throughput = load_predictor(manifest, name, ThreadSettings(openvino_hint="THROUGHPUT", openvino_streams=2))
     batch = latency.preprocess(images[:5])
     np.testing.assert_allclose(throughput.forward(batch), latency.forward(batch), atol=1e-4)
     assert latency.queue is None  # type: ignore[attr-defined]
-    if throughput.streams > 1:  # type: ignore[attr-defined]  # every machine here has 2 cores: 2 streams
-        assert len(throughput._chunks) == min(5, len(throughput.queue))  # type: ignore[attr-defined]
+    assert throughput.streams == 2  # type: ignore[attr-defined]  # set explicitly: the plugin picks 1 on 2 cores
+    assert len(throughput._chunks) == min(5, len(throughput.queue)) >= 2  # type: ignore[attr-defined]
 
 
 def test_vit_base_flops_match_the_published_figure():

@@ -30,6 +30,8 @@ class OpenVinoPredictor(Predictor):
             "PERFORMANCE_HINT": threads.openvino_hint,
             "INFERENCE_PRECISION_HINT": "f32",  # keep fp32 math on CPUs with bf16 units too
         }
+        if threads.openvino_streams:
+            config["NUM_STREAMS"] = threads.openvino_streams
         self.compiled = core.compile_model(str(self.artifact_dir / self.model_file), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.streams = int(self.compiled.get_property("NUM_STREAMS"))

@@ -43,6 +43,10 @@ class PipelinePredictions:
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return pipeline_probabilities(self.pipe, images)
 
+    def prepare(self, image: Image.Image) -> Image.Image | np.ndarray:
+        """The image itself: the pipeline preprocesses it."""
+        return image
+
     def predict_logits(self, inputs: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
         """Images go through the pipeline, which gives scores only: their logits are log-probabilities
         (softmax gives the pipeline's scores back). Preprocessed arrays go through ``forward``."""

@@ -20,6 +20,7 @@ from service.errors import (
     BenchmarkUnauthorizedError,
 )
 from service.registry import ServingRegistry
+from service.responses import error_responses
 from service.settings import ServiceSettings
 
 router = APIRouter(tags=["benchmark"])
@@ -70,15 +71,19 @@ def run_benchmark(registry: ServingRegistry, request: BenchmarkRequest, max_call
         _one_at_a_time.release()
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "a benchmark token is configured and the request does not carry it"},
-    403: {"description": "the benchmark endpoint is disabled (VITSERVE_BENCHMARK_ENABLED)"},
-    422: {"description": "a parameter is out of bounds, or the total work is over VITSERVE_BENCHMARK_MAX_CALLS"},
-    429: {"description": "another benchmark is running"},
+ERRORS = {
+    401: "a benchmark token is configured and the request does not carry it",
+    403: "the benchmark endpoint is disabled (VITSERVE_BENCHMARK_ENABLED)",
+    404: "an unknown variant in `variants`; the body lists the known ones",
+    422: "a parameter is out of bounds, or the total work is over VITSERVE_BENCHMARK_MAX_CALLS",
+    429: "another benchmark is running",
+    503: "a variant in `variants` could not be loaded, or there is no manifest",
 }
+GET_RESPONSES = error_responses(ERRORS)
+POST_RESPONSES = error_responses({**ERRORS, 400: "a body that cannot be parsed", 413: "body over the configured limit"})
 
 
-@router.get("/benchmark", responses=ERRORS, dependencies=[Depends(benchmark_access)])
+@router.get("/benchmark", responses=GET_RESPONSES, dependencies=[Depends(benchmark_access)])
 async def benchmark_get(
     variants: str = Query("all"),
     runs: int = Query(30, ge=1, le=MAX_RUNS),
@@ -92,7 +97,7 @@ async def benchmark_get(
     return await run_in_threadpool(run_benchmark, registry, request, settings.benchmark_max_calls)
 
 
-@router.post("/benchmark", responses=ERRORS, dependencies=[Depends(benchmark_access)])
+@router.post("/benchmark", responses=POST_RESPONSES, dependencies=[Depends(benchmark_access)])
 async def benchmark_post(
     request: BenchmarkRequest, registry: ServingRegistry = Depends(get_registry),
     settings: ServiceSettings = Depends(get_settings),

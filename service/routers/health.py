@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from service.dependencies import get_registry, get_settings
@@ -19,18 +19,23 @@ async def live() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/ready", responses={503: {"description": "a required variant is not serving, or there is no manifest"}})
-async def ready(registry: ServingRegistry = Depends(get_registry),
+@router.get("/ready", responses={503: {"description": "a required variant is not serving or its worker keeps dying, "
+                                                    "there is no manifest, or the service is draining"}})
+async def ready(request: Request, registry: ServingRegistry = Depends(get_registry),
                 settings: ServiceSettings = Depends(get_settings)) -> JSONResponse:
     """Ready when every variant in VITSERVE_REQUIRED_VARIANTS serves; failed ones are listed as degraded.
 
     Async and lock-free, so it answers while every worker thread is busy predicting.
     """
     required = settings.required_variants
+    failing = failing_workers(request, registry.required_names(required))
+    draining = request.app.state.drain.draining
     body: dict[str, Any] = {
-        "ready": registry.is_ready(required),
+        "ready": is_ready(request, registry, required),
         "required": required,
         "missing_required": registry.missing_required(required),
+        "failing_workers": failing,
+        "draining": draining,
         "degraded": registry.degraded,
         "variants": {name: ("loaded" if v.available else f"unavailable: {v.error}")
                      for name, v in registry.variants.items()},
@@ -38,3 +43,15 @@ async def ready(registry: ServingRegistry = Depends(get_registry),
     if registry.startup_error:
         body["error"] = registry.startup_error
     return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+
+def is_ready(request: Request, registry: ServingRegistry, required: str) -> bool:
+    """Every required variant serves with a healthy worker, and the service is not draining."""
+    return (registry.is_ready(required) and not failing_workers(request, registry.required_names(required))
+            and not request.app.state.drain.draining)
+
+
+def failing_workers(request: Request, names: list[str]) -> list[str]:
+    """Required variants whose batch worker keeps dying (restarted too often within a minute)."""
+    batchers = request.app.state.batchers
+    return [name for name in names if name in batchers and not batchers[name].healthy]

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from build_models.errors import VitserveError
-from build_models.preprocessing import decode_image, softmax
+from build_models.preprocessing import softmax
 from service.dependencies import get_registry
 from service.errors import UnsupportedMediaTypeError, status_of
+from service.inputs import input_bytes, prepare_payloads, read_within
 from service.metrics import ServiceMetrics
 from service.registry import ServingRegistry
+from service.responses import error_responses
 
 router = APIRouter(tags=["predict"])
 
@@ -29,13 +31,18 @@ class Prediction(BaseModel):
                                              "excluding decode, queueing and HTTP")
 
 
-ERRORS = {
-    400: {"description": "empty body or bytes that are not a decodable image"},
-    413: {"description": "body over the configured limit, or an image over the pixel limit"},
-    404: {"description": "unknown variant; the body lists the known ones"},
-    415: {"description": "neither multipart with `file` nor an image/* body, or an image format not accepted"},
-    503: {"description": "the variant is built but could not be loaded"},
-}
+ERRORS = error_responses({
+    400: "empty body or bytes that are not a decodable image",
+    408: "the body did not arrive within the configured time",
+    413: "body over the configured limit, or an image over the pixel limit",
+    404: "unknown variant; the body lists the known ones",
+    415: "neither multipart with `file` nor an image/* body, or an image format not accepted",
+    422: "malformed path parameters",
+    499: "the client disconnected before the answer; its work was dropped",
+    503: "the variant is built but could not be loaded, its queue (requests or bytes) is full, its worker "
+         "restarted, or the service is draining; see Retry-After",
+    504: "no answer within the configured request deadline",
+})
 
 
 def _part_bytes(value: str) -> bytes:
@@ -70,7 +77,7 @@ async def _image_bytes(request: Request) -> bytes:
 
 
 @router.post(
-    "/predict/{variant}", response_model=Prediction, responses=ERRORS,  # type: ignore[arg-type]
+    "/predict/{variant}", response_model=Prediction, responses=ERRORS,
     openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "properties": {
             "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
@@ -89,7 +96,7 @@ async def predict(
     except VitserveError as exc:
         status = status_of(exc)
         raise
-    except HTTPException as exc:
+    except StarletteHTTPException as exc:
         status = exc.status_code
         raise
     finally:
@@ -97,14 +104,16 @@ async def predict(
 
 
 async def _predict(variant: str, request: Request, registry: ServingRegistry, metrics: ServiceMetrics) -> Prediction:
-    registry.get(variant)  # 404 / 503 before reading the body
-    max_pixels = request.app.state.settings.max_image_pixels
-    data = await _image_bytes(request)
-    with metrics.stage(variant, "decode"):
-        image = await run_in_threadpool(decode_image, data, max_pixels)
+    served = registry.get(variant)  # 404 / 503 before reading the body
+    assert served.predictor is not None
     settings = request.app.state.settings
-    logits, model_ms = await request.app.state.batchers[variant].submit(image, settings.request_timeout_s,
-                                                                        request.is_disconnected)
+    batcher = request.app.state.batchers[variant]
+    data = await read_within(_image_bytes(request), settings.body_timeout_s)
+    with batcher.reserve(1, len(data) + input_bytes(served.predictor)):  # 503 before decoding
+        with metrics.stage(variant, "decode"):
+            (model_input,) = await prepare_payloads(request, served.predictor, [data])
+        del data
+        logits, model_ms = await batcher.submit(model_input, settings.request_timeout_s, request.is_disconnected)
     row = softmax(logits[None])[0]
     names = registry.manifest.data.get("label_names") or [str(i) for i in range(len(row))]
     best = int(row.argmax())

@@ -21,10 +21,13 @@ from fastapi.responses import JSONResponse
 from PIL import Image
 
 from build_models.errors import UnknownVariantError
-from build_models.preprocessing import decode_image, softmax
+from build_models.preprocessing import softmax
 from service.dependencies import get_registry, get_settings
 from service.errors import v2_error_response
+from service.inputs import input_bytes, prepare_payloads, read_within
 from service.registry import ServedVariant, ServingRegistry
+from service.responses import DRAINING, V2ErrorBody, error_responses
+from service.routers.health import is_ready
 from service.settings import ServiceSettings
 from service.v2_protocol import (
     HEADER_LENGTH,
@@ -39,6 +42,38 @@ from service.v2_protocol import (
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 MODEL_VERSION = "1"
+
+DRAINING_RESPONSES = error_responses(DRAINING, V2ErrorBody)
+MODEL_ERRORS = {
+    404: "unknown model, or a version other than 1",
+    503: "the model is built but could not be loaded, there is no manifest, or the service is draining",
+}
+MODEL_RESPONSES = error_responses(MODEL_ERRORS, V2ErrorBody)
+INFER_RESPONSES = error_responses({
+    **MODEL_ERRORS,
+    400: "a request that does not follow the protocol or the model's inputs, or an undecodable image",
+    408: "the body did not arrive within the configured time",
+    413: "body over the configured limit, or an image over the pixel limit",
+    415: "an image in a format that is not accepted",
+    499: "the client disconnected before the answer; its work was dropped",
+    503: "the model could not be loaded, there is no manifest, its queue is full or the service is draining "
+         "(see Retry-After)",
+    504: "no answer within the request deadline",
+}, V2ErrorBody)
+_PARAMETERS = {"type": "object"}
+_INPUT = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+    "name": {"enum": [IMAGE_INPUT, PIXELS_INPUT]}, "datatype": {"enum": ["BYTES", "FP32"]},
+    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}}, "data": {"type": "array"},
+    "parameters": _PARAMETERS}}
+_OUTPUT = {"type": "object", "required": ["name"], "properties": {
+    "name": {"enum": list(OUTPUTS)}, "parameters": _PARAMETERS}}
+_REQUEST = {"type": "object", "required": ["inputs"], "properties": {
+    "id": {"type": "string"}, "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": _INPUT},
+    "outputs": {"type": "array", "items": _OUTPUT}, "parameters": _PARAMETERS}}
+INFER_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": _REQUEST},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},  # the binary data extension
+}}}
 
 
 def _server_version() -> str:
@@ -71,25 +106,26 @@ def _labels(registry: ServingRegistry, classes: int) -> list[str]:
     return list(registry.manifest.data.get("label_names") or [str(i) for i in range(classes)])
 
 
-@router.get("")
+@router.get("", responses=DRAINING_RESPONSES)
 async def server_metadata() -> dict[str, Any]:
     return {"name": "vitserve", "version": _server_version(), "extensions": ["binary_tensor_data", "classification"]}
 
 
-@router.get("/health/live")
+@router.get("/health/live", responses=DRAINING_RESPONSES)
 async def server_live() -> dict[str, bool]:
     return {"live": True}
 
 
-@router.get("/health/ready")
-async def server_ready(registry: ServingRegistry = Depends(get_registry),
+@router.get("/health/ready", responses={503: {"description": "not ready: a required model is not serving, or "
+                                                              "the service is draining"}})
+async def server_ready(request: Request, registry: ServingRegistry = Depends(get_registry),
                        settings: ServiceSettings = Depends(get_settings)) -> JSONResponse:
-    ready = registry.is_ready(settings.required_variants)
+    ready = is_ready(request, registry, settings.required_variants)
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-@router.get("/models/{model}")
-@router.get("/models/{model}/versions/{model_version}")
+@router.get("/models/{model}", responses=MODEL_RESPONSES)
+@router.get("/models/{model}/versions/{model_version}", responses=MODEL_RESPONSES)
 async def model_metadata(model: str, model_version: str | None = None,
                          registry: ServingRegistry = Depends(get_registry)) -> Response:
     async def metadata() -> Response:
@@ -105,8 +141,8 @@ async def model_metadata(model: str, model_version: str | None = None,
     return await _v2_answer(metadata)
 
 
-@router.get("/models/{model}/ready")
-@router.get("/models/{model}/versions/{model_version}/ready")
+@router.get("/models/{model}/ready", responses=MODEL_RESPONSES)
+@router.get("/models/{model}/versions/{model_version}/ready", responses=MODEL_RESPONSES)
 async def model_ready(model: str, model_version: str | None = None,
                       registry: ServingRegistry = Depends(get_registry)) -> Response:
     async def ready() -> Response:
@@ -125,29 +161,33 @@ async def _model_inputs(request: Request, served: ServedVariant,
             raise InferenceRequestError(f"input {PIXELS_INPUT!r} must have shape [N,{','.join(map(str, expected))}] "
                                         f"for {served.name!r}, got {list(parsed.pixels.shape)}")
         return list(parsed.pixels)
-    limit = request.app.state.settings.max_image_pixels
-    return list(await asyncio.gather(*(run_in_threadpool(decode_image, data, limit) for data in parsed.images)))
+    assert served.predictor is not None
+    return await prepare_payloads(request, served.predictor, parsed.images)
 
 
 async def _infer(model: str, model_version: str | None, request: Request, registry: ServingRegistry,
                  settings: ServiceSettings) -> Response:
     served = _served(registry, model, model_version)
-    parsed = await run_in_threadpool(parse_infer_request, await request.body(), request.headers.get(HEADER_LENGTH))
+    raw = await read_within(request.body(), settings.body_timeout_s)
+    parsed = await run_in_threadpool(parse_infer_request, raw, request.headers.get(HEADER_LENGTH))
     count = len(parsed.pixels) if parsed.pixels is not None else len(parsed.images)
     if not 1 <= count <= settings.queue_size:
         raise InferenceRequestError(f"send between 1 and {settings.queue_size} inputs in one request, got {count}")
-    inputs = await _model_inputs(request, served, parsed)
+    assert served.predictor is not None
     batcher = request.app.state.batchers[model]
-    async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
-        tasks = [group.create_task(batcher.submit(item, settings.request_timeout_s, request.is_disconnected))
-                 for item in inputs]
+    with batcher.reserve(count, len(raw) + count * input_bytes(served.predictor)):  # 503 before decoding
+        inputs = await _model_inputs(request, served, parsed)
+        del raw
+        async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
+            tasks = [group.create_task(batcher.submit(item, settings.request_timeout_s, request.is_disconnected))
+                     for item in inputs]
     logits = np.stack([task.result()[0] for task in tasks]).astype(np.float32)
     body, headers = encode_infer_response(model, parsed, logits, softmax(logits), _labels(registry, logits.shape[1]))
     return Response(content=body, headers=headers, media_type=headers["content-type"])
 
 
-@router.post("/models/{model}/infer")
-@router.post("/models/{model}/versions/{model_version}/infer")
+@router.post("/models/{model}/infer", responses=INFER_RESPONSES, openapi_extra=INFER_BODY)
+@router.post("/models/{model}/versions/{model_version}/infer", responses=INFER_RESPONSES, openapi_extra=INFER_BODY)
 async def infer(model: str, request: Request, model_version: str | None = None,
                 registry: ServingRegistry = Depends(get_registry),
                 settings: ServiceSettings = Depends(get_settings)) -> Response:

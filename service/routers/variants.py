@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends
 
 from service.dependencies import get_registry
 from service.registry import ServingRegistry
+from service.responses import DRAINING, error_responses
 
 router = APIRouter(tags=["variants"])
 
 
-@router.get("/variants")
+@router.get("/variants", responses=error_responses(DRAINING))
 async def variants(registry: ServingRegistry = Depends(get_registry)) -> dict[str, Any]:
     manifest = registry.manifest.data
     return {

@@ -1,0 +1,60 @@
+"""From request bytes to a model input, per request and before batching: the body within a time limit,
+then admission, then a bounded number of concurrent decodes, then the variant's own preprocessing. A bad
+input fails its own request (4xx) and never reaches a batch; queued work holds a preprocessed array, not
+a full-resolution image."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import TypeVar
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+
+from build_models.errors import InvalidImageError, VitserveError
+from build_models.predictor import Predictor
+from build_models.preprocessing import decode_image
+from service.batching import ModelInput
+
+T = TypeVar("T")
+
+
+class BodyTimeoutError(VitserveError):
+    """The client did not send its body in time."""
+
+
+async def read_within(reading: Awaitable[T], timeout_s: float) -> T:
+    """The body, or BodyTimeoutError (408) when a slow client has not sent it within ``timeout_s``: a trickled
+    body holds a connection, never a queue slot (admission comes after the body)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await reading
+    except TimeoutError:
+        raise BodyTimeoutError(f"the request body did not arrive within {timeout_s:g} s") from None
+
+
+def input_bytes(predictor: Predictor) -> int:
+    """Bytes one preprocessed float32 CHW input of this variant holds."""
+    config = predictor.preprocess_config
+    return 3 * config.height * config.width * 4
+
+
+def decode_and_prepare(data: bytes, max_pixels: int, predictor: Predictor) -> ModelInput:
+    image = decode_image(data, max_pixels)
+    try:
+        return predictor.prepare(image)
+    except (ValueError, OSError) as exc:
+        raise InvalidImageError("the image decoded but could not be preprocessed") from exc
+
+
+async def prepare_payloads(request: Request, predictor: Predictor, payloads: Sequence[bytes]) -> list[ModelInput]:
+    """Decode and preprocess encoded images, at most ``decode_concurrency`` at a time across the service."""
+    slots: asyncio.Semaphore = request.app.state.decode_slots
+    max_pixels: int = request.app.state.settings.max_image_pixels
+
+    async def one(data: bytes) -> ModelInput:
+        async with slots:
+            return await run_in_threadpool(decode_and_prepare, data, max_pixels, predictor)
+
+    return list(await asyncio.gather(*(one(data) for data in payloads)))

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from build_models.hardware import cpu_facts
 from loadtests.run import HOST, LOCUSTFILE, free_port, read_stats, wait_ready
 
 
@@ -115,6 +116,9 @@ def write_result(args: argparse.Namespace, scenario: str, command: str, table: l
                  notes: list[str]) -> None:
     """<out>/<scenario>.json: the printed figures as rows, for docs/ and the README generator."""
     name = f"{scenario}-{args.label}" if args.label else scenario
+    machine = cpu_facts()
+    notes = [*notes, f"machine: {machine['model']}, {machine['usable_cores']} usable cores, flags "
+             f"{' '.join(machine['flags'])}"]
     result = {"scenario": name, "command": f"{command}, artifacts {args.artifacts}", "table": table, "notes": notes}
     (Path(args.out) / f"{name}.json").write_text(json.dumps(result, indent=2))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ class BuildContext:
     label_names: list[str]
     preprocess: PreprocessConfig
     threads: ThreadSettings
-    options: dict[str, Any]
+    options: Mapping[str, Any]  # recorded as read: see build_keys.RecordedOptions
     data: LabelledImages
     splits: Splits
     cache_dir: Path

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,9 @@ class DistillConfig:
     crop_scale_min: float = 0.6  # mild crops: the teacher's logits are of the whole photo
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], prefix: str = "distill_") -> DistillConfig:
-        fields = cls.__dataclass_fields__
-        chosen = {k[len(prefix):]: v for k, v in options.items() if k.startswith(prefix) and k[len(prefix):] in fields}
+    def from_options(cls, options: Mapping[str, Any], prefix: str = "distill_") -> DistillConfig:
+        """Looks up each field's key (``prefix`` + name), so a recording mapping sees exactly what is read."""
+        chosen = {name: options[prefix + name] for name in cls.__dataclass_fields__ if prefix + name in options}
         return cls(**chosen)
 
     def train_config(self, seed: int, precision: str, steps_per_epoch: int) -> TrainConfig:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from build_models.base_model import BaseModelSource, LoadedBase, load_base_model
+from build_models.build_keys import RecordedOptions, build_inputs, key_of, stale_reasons
 from build_models.context import BuildContext
 from build_models.data import (
     LabelledImages,
@@ -256,19 +257,23 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
     spec, root = get_variant(name), request.artifacts_dir
     existing = manifest.variants.get(name)
     if existing and existing.get("status") == "ok" and not request.force:
-        try:
-            manifest.verify(name)
-            log.info("%s: already built, skipping (use --force to rebuild)", name)
-            return
-        except Exception:  # noqa: BLE001 - a broken artifact is simply rebuilt
-            pass
-    out_dir = root / name
+        stale = stale_reasons(existing, spec, request.profile.options, manifest)
+        if stale:
+            log.info("%s: rebuilding: %s", name, "; ".join(stale))
+        else:
+            try:
+                manifest.verify(name)
+                log.info("%s: already built, skipping (use --force to rebuild)", name)
+                return
+            except Exception:  # noqa: BLE001 - a broken artifact is simply rebuilt
+                log.info("%s: rebuilding: its files do not match the manifest", name)
+    out_dir, options = root / name, RecordedOptions(request.profile.options)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     ctx = BuildContext(base_dir=root / BASE_DIR, out_dir=out_dir, work_dir=root / WORK_DIR / name,
                        label_names=manifest.data["label_names"], threads=request.threads,
-                       options=request.profile.options, cache_dir=root / WORK_DIR / "cache",
+                       options=options, cache_dir=root / WORK_DIR / "cache",
                        seed=request.profile.train.seed, device=request.device,
                        precision=request.profile.train.precision, **ctx_args)
     entry: dict[str, Any] = {"name": name, "runtime": spec.runtime, "summary": spec.summary,
@@ -279,6 +284,8 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         if missing:
             raise RuntimeError(f"missing packages: {', '.join(missing)}")
         entry["build"] = spec.build(ctx)
+        entry["build_inputs"] = build_inputs(spec, options.read, manifest)
+        entry["build_key"] = key_of(entry["build_inputs"])
         entry["runtime"] = entry["build"].pop("runtime", spec.runtime)
         entry["build_seconds"] = round(time.perf_counter() - started, 1)
         predictor = spec.predictor(out_dir, request.threads, device=request.device)

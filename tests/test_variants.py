@@ -142,8 +142,6 @@ def test_report_has_every_variant(smoke_artifacts):
     report_json = json.loads((smoke_artifacts / "report.json").read_text())
     for row in report_json["rows"]:
         assert row["model"]["p50_ms"] > 0 and row["end_to_end"]["p50_ms"] > 0, row["variant"]
-        assert row["service_overhead_ms"] == pytest.approx(row["end_to_end"]["p50_ms"] - row["model"]["p50_ms"],
-                                                           abs=2e-3)
     machine = report_json["latency"]["machine"]
     assert machine["cpu"]["usable_cores"] >= 1 and set(machine["applied"]) == set(list_variants())
     assert "Beside the seed study" in report and "| dynamic-quant | dynamic quantization (qint8) |" in report

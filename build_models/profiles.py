@@ -14,6 +14,7 @@ from build_models.training import TrainConfig
 
 HUB_DATASET = "microsoft/cats_vs_dogs"
 HUB_BASE_MODEL = "google/vit-base-patch16-224"
+HUB_FINETUNED_MODEL = "nateraw/vit-base-cats-vs-dogs"  # ViT-B/16 already fine-tuned on microsoft/cats_vs_dogs
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -99,6 +100,18 @@ def _profiles() -> dict[str, BuildProfile]:
                      "lite0_images": 4000, "lite0_resolution": 224, "lite0_epochs": 1.0, "lite0_lr": 1e-3,
                      "lite0_batch_size": 32, "prune_recovery_epochs": 0.5},
         ),
+        "hub": BuildProfile(
+            name="hub",
+            description=f"{HUB_FINETUNED_MODEL} from the hub, already fine-tuned on cats vs dogs, used as is "
+                        "(no training); the default where the hub answers. --fine-tune (profile seed) "
+                        "reproduces the seed's own fine-tune instead.",
+            dataset=HUB_DATASET,
+            base_model=HUB_FINETUNED_MODEL,
+            train=TrainConfig(minutes=None, epochs=0.0, batch_size=32, eval_every_steps=10_000),
+            options={"distill_images": 4000, "distill_resolution": 224, "distill_epochs": 3.0, "distill_lr": 5e-4,
+                     "lite0_images": 4000, "lite0_resolution": 224, "lite0_epochs": 1.0, "lite0_lr": 1e-3,
+                     "lite0_batch_size": 32, "prune_recovery_epochs": 0.5},
+        ),
         "smoke": BuildProfile(
             name="smoke",
             description="Tiny ViT on 2,000 local images, distilled from the teacher: about a minute, for tests "
@@ -126,7 +139,7 @@ def _profiles() -> dict[str, BuildProfile]:
     }
 
 
-PROFILE_NAMES = ("offline", "dinov2", "seed", "smoke", "vit-base")
+PROFILE_NAMES = ("offline", "dinov2", "hub", "seed", "smoke", "vit-base")
 
 
 def get_profile(name: str) -> BuildProfile:
@@ -137,5 +150,6 @@ def get_profile(name: str) -> BuildProfile:
 
 
 def default_profile_name() -> str:
-    """``seed`` where the hub answers, else ``offline``."""
-    return "seed" if hub_reachable() else "offline"
+    """``hub`` (a checkpoint already fine-tuned on cats vs dogs, used as is) where the hub answers, else
+    ``offline``."""
+    return "hub" if hub_reachable() else "offline"

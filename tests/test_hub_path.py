@@ -115,3 +115,37 @@ def test_seed_profile_students_cost_one_teacher_pass_per_photo(tmp_path, caplog)
     assert "local checkpoint" in manifest.variants["distilled-resnet18"]["build"]["init"]
     report = (tmp_path / "artifacts" / "report.md").read_text()
     assert "## Students against the ViT they learned from" in report and "| distilled-lite0 |" in report
+
+
+def test_where_the_hub_answers_the_default_is_a_fine_tuned_checkpoint_and_fine_tune_is_asked_for(monkeypatch):
+    import build_models.cli as cli
+    import build_models.profiles as profiles
+    from build_models.profiles import HUB_FINETUNED_MODEL
+
+    monkeypatch.setattr(profiles, "hub_reachable", lambda: True)
+    chosen: list[str] = []
+
+    def run_build(request):  # the choice is what is tested here, not a ViT-B/16 build
+        chosen.append(request.profile.name)
+        return Manifest(root=request.artifacts_dir, data={"variants": {}})
+
+    monkeypatch.setattr("build_models.pipeline.run_build", run_build)
+    assert profiles.default_profile_name() == "hub"
+    hub = get_profile("hub")
+    assert hub.base_model == HUB_FINETUNED_MODEL and hub.train.epochs == 0.0
+    assert cli.main(["--artifacts", "/tmp/unused"]) == 0
+    assert cli.main(["--fine-tune", "--artifacts", "/tmp/unused"]) == 0
+    assert chosen == ["hub", "seed"] and get_profile("seed").base_model == "google/vit-base-patch16-224"
+    with pytest.raises(SystemExit):
+        cli.main(["--fine-tune", "--profile", "offline"])
+
+
+def test_a_known_checkpoint_records_its_provenance(tmp_path, monkeypatch):
+    from build_models import base_model
+
+    folder = _vit_checkpoint(tmp_path / "stand-in", ["cat", "dog"])
+    card = {**base_model.KNOWN_CHECKPOINTS["nateraw/vit-base-cats-vs-dogs"]}
+    monkeypatch.setitem(base_model.KNOWN_CHECKPOINTS, str(folder), card)
+    loaded = base_model.load_base_model(base_model.BaseModelSource.parse(str(folder)), ["cat", "dog"], seed=0)
+    assert loaded.needs_training is False and loaded.provenance == card
+    assert card["card_accuracy"].startswith("0.9935") and card["fine_tuned_on"] == "microsoft/cats_vs_dogs"

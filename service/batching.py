@@ -127,11 +127,12 @@ class MicroBatcher:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        self._fail_in_flight(ServiceStoppingError(f"the service stopped before {self.name!r} answered"))
+        stopped = ServiceStoppingError(f"the service stopped before {self.name!r} answered")
+        self._fail_in_flight(stopped)
         while not self.queue.empty():
             item = self.queue.get_nowait()
             if not item.future.done():
-                item.future.set_exception(ServiceStoppingError(f"the service stopped before {self.name!r} answered"))
+                item.future.set_exception(stopped)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     @contextmanager

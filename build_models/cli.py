@@ -32,7 +32,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output folder (default: artifacts)")
     p.add_argument("--seed", type=int, help="seed of the split and the training")
     p.add_argument("--limit", type=int, help="use a stratified subset of this many images")
-    p.add_argument("--eval-limit", type=int, help="evaluate on the first N test images only")
+    p.add_argument("--eval-limit", type=int, help="score on a stratified subset of N test images (each F1 "
+                   "carries its bootstrap confidence interval)")
+    p.add_argument("--plan", action="store_true", help="print the build plan (phases and time estimates on this "
+                   "machine, measured training step costs) and exit")
     p.add_argument("--threads", type=int, default=0, help="threads for every runtime (0 = all cores)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="torch device for training and the torch predictors' evaluation (auto: cuda if available)")
@@ -105,12 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         options["resnet18_base"] = args.student_base
     profile = profile.with_overrides(options=options)
     request = BuildRequest(profile=profile, artifacts_dir=args.artifacts, variants=args.variants,
-                           force=args.force, threads=threads, device=resolve_device(args.device))
+                           force=args.force, threads=threads, device=resolve_device(args.device),
+                           plan_only=args.plan)
     try:
         manifest = run_build(request)
     except VitserveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.plan:
+        return 0
     report = args.artifacts / "report.md"
     failed = [n for n, e in manifest.variants.items() if e.get("status") != "ok"]
     print(f"manifest: {args.artifacts / 'manifest.json'}  report: {report}")

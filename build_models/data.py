@@ -117,6 +117,25 @@ def make_splits(labels: np.ndarray, config: SplitConfig) -> Splits:
     return Splits(train=merged["train"], val=merged["val"], test=merged["test"])
 
 
+def stratified_subset(rows: np.ndarray, labels: np.ndarray, count: int | None, seed: int = 0) -> np.ndarray:
+    """``count`` of ``rows`` with each label's share of them (largest remainder), drawn by a seeded permutation
+    and kept in split order; all of them when ``count`` is None or not smaller. ``labels`` are the rows' labels.
+
+    The split itself is sorted by dataset row, and a dataset may be ordered by label, so its first N rows
+    are not a sample of it."""
+    if count is None or count >= len(rows):
+        return rows
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * count / len(rows)
+    take = np.floor(exact).astype(int)
+    for index in np.argsort(-(exact - take), kind="stable")[: count - int(take.sum())]:
+        take[index] += 1
+    rng = np.random.default_rng([seed, count])
+    chosen = [np.flatnonzero(labels == cls)[rng.permutation(n)[:k]] for cls, n, k in zip(classes, counts, take,
+                                                                                           strict=True)]
+    return rows[np.sort(np.concatenate(chosen))]
+
+
 def split_hash(ids: list[str], rows: np.ndarray) -> str:
     digest = hashlib.sha256("\n".join(ids[int(r)] for r in rows).encode())
     return digest.hexdigest()

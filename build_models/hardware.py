@@ -32,6 +32,16 @@ def _cpuinfo() -> dict[str, str]:
     return fields
 
 
+def cpu_class(flags: list[str] | set[str]) -> str:
+    """The class a build's budget is stated for: "AMX", "AVX-512" (with or without bf16/VNNI) or "AVX2"."""
+    present = set(flags)
+    if "amx_bf16" in present:
+        return "AMX"
+    if "avx512f" in present:
+        return "AVX-512 with bf16" if "avx512_bf16" in present else "AVX-512"
+    return "AVX2" if "avx2" in present else "pre-AVX2"
+
+
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 

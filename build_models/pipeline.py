@@ -8,7 +8,7 @@ import logging
 import shutil
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +22,14 @@ from build_models.data import (
     make_splits,
     split_hash,
     split_record,
+    stratified_subset,
     write_split_ids,
 )
 from build_models.errors import BuildError
 from build_models.evaluate import TestImages, evaluate, read_predictions, write_predictions
 from build_models.hardware import cpu_facts, machine_record, package_versions
 from build_models.manifest import SCHEMA_VERSION, Manifest, describe_files, make_readable
+from build_models.plan import make_plan
 from build_models.preprocessing import PreprocessConfig
 from build_models.profiles import BuildProfile
 from build_models.registry import get_variant, resolve_selection
@@ -51,6 +53,7 @@ class BuildRequest:
     force: bool = False
     threads: ThreadSettings = ThreadSettings()
     device: str = "cpu"  # torch device for training and the torch predictors' build-time evaluation
+    plan_only: bool = False  # print the plan and stop before any work
 
 
 def run_build(request: BuildRequest) -> Manifest:
@@ -69,12 +72,15 @@ def run_build(request: BuildRequest) -> Manifest:
         dataset={"source": profile.dataset, "split": split_info, "split_ids_file": "split.json"},
         packages=package_versions(), machine=cpu_facts(),
     )
+    request = settle_and_plan(request, data, splits, manifest)
+    if request.plan_only:
+        return manifest
     base_info = ensure_base_model(request, data, splits)
     if manifest.data.get("base_model", {}).get("fingerprint") != base_info["fingerprint"]:
         manifest.data["variants"] = {}
     manifest.data["base_model"] = base_info
     manifest.save()
-    test = TestImages.decode(data, splits.test[: profile.eval_limit] if profile.eval_limit else splits.test)
+    test = TestImages.decode(data, evaluation_rows(request.profile, data, splits, manifest))
     names = resolve_selection(request.variants)
     ctx_args = dict(data=data, splits=splits, preprocess=PreprocessConfig.from_dir(root / BASE_DIR),
                     pixel_cache={}, row_cache={})
@@ -84,6 +90,25 @@ def run_build(request: BuildRequest) -> Manifest:
     manifest.save()
     write_report(manifest)
     return manifest
+
+
+def evaluation_rows(profile: BuildProfile, data: LabelledImages, splits: Splits, manifest: Manifest) -> Any:
+    """The test rows every variant is scored on: the whole test split, or with ``eval_limit`` a stratified
+    subset of it (recorded in the manifest; each F1 carries a bootstrap confidence interval)."""
+    rows = stratified_subset(splits.test, data.labels[splits.test], profile.eval_limit, profile.split.seed)
+    manifest.data["evaluation"] = {
+        "images": int(len(rows)), "test_split_images": int(len(splits.test)),
+        "selection": "whole test split" if len(rows) == len(splits.test)
+        else f"stratified subset by label (seed {profile.split.seed})",
+        "class_counts": split_record_counts(data, rows),
+        "f1_interval": "95% percentile bootstrap, 2,000 resamples of the scored images"}
+    return rows
+
+
+def split_record_counts(data: LabelledImages, rows: Any) -> list[int]:
+    import numpy as np
+
+    return [int(c) for c in np.bincount(data.labels[rows], minlength=len(data.label_names))]
 
 
 def build_variants(request: BuildRequest, manifest: Manifest, names: list[str], test: TestImages,
@@ -112,28 +137,75 @@ def measure_latency(request: BuildRequest, manifest: Manifest, test: TestImages)
     names = [n for n in resolve_selection("all") if manifest.variants.get(n, {}).get("status") == "ok"]
     config = BenchConfig(runs=request.profile.latency_runs, warmup=max(3, request.profile.latency_runs // 6))
     log.info("measuring latency of %d variants (%d runs each)", len(names), config.runs)
+    started = time.perf_counter()
     predictors = load_predictors(manifest, names, request.threads)
     results = benchmark_many(predictors, config, reference_jpeg(test.images[0]))
     manifest.data["latency"] = {"config": asdict(config), "results": results,
-                                "machine": machine_record(request.threads, predictors)}
+                                "machine": machine_record(request.threads, predictors),
+                                "seconds": round(time.perf_counter() - started, 1)}
 
 
 def _fingerprint(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def base_fingerprint(profile: BuildProfile, data: LabelledImages, splits: Splits) -> str:
+    """Everything the base model depends on: its source, the split, the recipe, the teacher."""
+    partial = asdict(profile.partial) if profile.partial else None
+    return _fingerprint({"source": BaseModelSource.parse(profile.base_model).describe(),
+                         "split": split_hash_of(data, splits), "train": asdict(profile.train),
+                         "teacher": asdict(profile.teacher) if profile.teacher else None,
+                         **({"partial": partial} if partial else {})})
+
+
+def built_base_info(root: Path, fingerprint: str) -> dict[str, Any] | None:
+    info_file = root / BASE_DIR / "build_info.json"
+    if info_file.exists():
+        info: dict[str, Any] = json.loads(info_file.read_text())
+        if info.get("fingerprint") == fingerprint:
+            return info
+    return None
+
+
+def settle_and_plan(request: BuildRequest, data: LabelledImages, splits: Splits, manifest: Manifest) -> BuildRequest:
+    """Measure this machine, settle the training precision and length, print the plan and record it."""
+    from build_models import planning
+
+    costs, trains, size = planning.measured_costs(request, data.label_names, request.artifacts_dir / WORK_DIR)
+    profile = planning.settle_training(request.profile, costs, size, request.device)
+    choice = planning.choice_line(costs, profile, size) if trains else None
+    if choice:
+        log.info("%s", choice)
+    base_built = built_base_info(request.artifacts_dir, base_fingerprint(profile, data, splits)) is not None
+    names = resolve_selection(request.variants)
+    done = [n for n in names if base_built and not request.force and _still_valid(manifest, n, profile)]
+    sizes = {split: len(rows) for split, rows in splits.as_dict().items()}
+    if profile.eval_limit:
+        sizes["test"] = min(sizes["test"], profile.eval_limit)
+    inputs = planning.plan_inputs(profile, sizes, names, costs, size,
+                                  {"base": base_built, "variants": done})
+    plan = make_plan(inputs, planning.machine_line())
+    planning.print_plan(plan)
+    manifest.data["plan"] = plan.as_dict()
+    manifest.data["step_costs"] = costs.as_dict() if costs else None
+    return replace(request, profile=profile)
+
+
+def _still_valid(manifest: Manifest, name: str, profile: BuildProfile) -> bool:
+    entry = manifest.variants.get(name)
+    return bool(entry and entry.get("status") == "ok"
+                and not stale_reasons(entry, get_variant(name), profile.options, manifest))
+
+
 def ensure_base_model(request: BuildRequest, data: LabelledImages, splits: Splits) -> dict[str, Any]:
     """Load or train the base model into artifacts/base, unless an identical one is already there."""
     profile, root = request.profile, request.artifacts_dir
     source = BaseModelSource.parse(profile.base_model)
-    recipe = asdict(profile.train)
-    teacher_config = asdict(profile.teacher) if profile.teacher else None
-    partial = asdict(profile.partial) if profile.partial else None
-    fingerprint = _fingerprint({"source": source.describe(), "split": split_hash_of(data, splits), "train": recipe,
-                                "teacher": teacher_config, **({"partial": partial} if partial else {})})
-    base_dir, info_file = root / BASE_DIR, root / BASE_DIR / "build_info.json"
-    if info_file.exists() and json.loads(info_file.read_text()).get("fingerprint") == fingerprint:
-        return json.loads(info_file.read_text())
+    fingerprint = base_fingerprint(profile, data, splits)
+    base_dir = root / BASE_DIR
+    built = built_base_info(root, fingerprint)
+    if built is not None:
+        return built
     request.threads.apply_torch()
     loaded = load_base_model(source, data.label_names, profile.train.seed)
     info: dict[str, Any] = {"source": source.describe(), "kind": source.kind, "fingerprint": fingerprint,
@@ -152,7 +224,7 @@ def ensure_base_model(request: BuildRequest, data: LabelledImages, splits: Split
         shutil.rmtree(base_dir)
     loaded.model.save_pretrained(str(base_dir), safe_serialization=True)
     loaded.preprocess.save(base_dir)
-    info_file.write_text(json.dumps(info, indent=2))
+    (base_dir / "build_info.json").write_text(json.dumps(info, indent=2))
     return info
 
 
@@ -291,8 +363,10 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         predictor = spec.predictor(out_dir, request.threads, device=request.device)
         predictor.load()
         checked = test.head(request.profile.lossless_eval_limit) if spec.lossless and name != "plain" else test
+        evaluated = time.perf_counter()
         entry["metrics"], probabilities = evaluate(predictor, checked, manifest.data["label_names"])
         entry["metrics"]["evaluated_images"] = len(checked.ids)
+        entry["eval_seconds"] = round(time.perf_counter() - evaluated, 1)
         if not base_is_trained(manifest.data["base_model"]):
             entry["metrics"] = untrained_metrics(entry["metrics"])
         write_predictions(root / "eval" / f"{name}.json", checked.ids, probabilities)

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from build_models.manifest import Manifest
+from build_models.plan_report import plan_rows, plan_table
 from build_models.plot import write_plot
 from build_models.registry import list_variants
 from build_models.seed_study import seed_comparison_table
@@ -38,6 +39,7 @@ def report_rows(manifest: Manifest) -> list[dict[str, Any]]:
             "variant": name, "runtime": entry.get("runtime"), "status": entry.get("status"),
             "size_mb": entry.get("size_mb"), "size_note": build.get("size_note"),
             "f1": entry.get("metrics", {}).get("f1"), "accuracy": entry.get("metrics", {}).get("accuracy"),
+            "f1_ci95": entry.get("metrics", {}).get("f1_ci95"),
             "evaluated_images": entry.get("metrics", {}).get("count"),
             "model": _latency(measured.get("model")), "end_to_end": _latency(measured.get("end_to_end")),
             "service_overhead_ms": measured.get("service_overhead_ms"),
@@ -65,10 +67,13 @@ def _speedup_cell(row: dict[str, Any]) -> str:
 
 
 def _f1_cell(row: dict[str, Any], whole_split: int) -> str:
-    """F1, marked when the variant was scored on a subset (lossless variants on slow profiles)."""
+    """F1 with its 95% bootstrap interval, marked when the variant was scored on fewer images than the others
+    (lossless variants on slow profiles)."""
     seen = row.get("evaluated_images")
-    subset = f" (first {seen} test images)" if seen and seen < whole_split else ""
-    return _fmt(row["f1"], ".4f") + subset
+    subset = f" (first {seen} scored images)" if seen and seen < whole_split else ""
+    interval = row.get("f1_ci95")
+    spread = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval and row["f1"] is not None else ""
+    return _fmt(row["f1"], ".4f") + spread + subset
 
 
 def markdown_table(rows: list[dict[str, Any]], f1_applicable: bool = True) -> str:
@@ -141,6 +146,14 @@ def teacher_line(teacher: dict[str, Any] | None) -> str:
             f"{teacher['minutes']:.1f} min")
 
 
+def evaluation_line(evaluation: dict[str, Any] | None) -> str | None:
+    if not evaluation:
+        return None
+    return (f"- scored on: {evaluation['images']} of {evaluation['test_split_images']} test images "
+            f"({evaluation['selection']}; class counts {evaluation['class_counts']}); F1 intervals: "
+            f"{evaluation['f1_interval']}")
+
+
 def base_is_trained(base: dict[str, Any]) -> bool:
     """False only for a random-init base model that was never trained (the vit-base timing profile)."""
     training = base.get("training", {})
@@ -164,6 +177,7 @@ def write_report(manifest: Manifest) -> str:
         f"- base model: `{base.get('source')}`: {base_model_story(base)}", teacher_line(base.get("teacher")),
         f"- dataset: `{manifest.data.get('dataset', {}).get('source')}`, test split "
         f"{split.get('test', {}).get('count')} images (sha256 {str(split.get('test', {}).get('sha256'))[:16]}...)",
+        evaluation_line(manifest.data.get("evaluation")),
         f"- build wall time: {_fmt(manifest.data.get('build_seconds'), '.0f')} s over "
         f"{json.dumps(manifest.data.get('build_history', []))}",
         f"- latency: {json.dumps(latency.get('config', {}))}; p50 and interquartile range over interleaved "
@@ -178,6 +192,12 @@ def write_report(manifest: Manifest) -> str:
     if students:
         lines += ["## Students against the ViT they learned from (same latency run)", "",
                   distillation_table(students), ""]
+    planned = plan_rows(manifest.data)
+    if planned:
+        history = manifest.data.get("build_history", [])
+        took = history[-1]["seconds"] / 60 if history else None
+        lines += [f"## Plan printed before the build against what each phase took ({manifest.data['plan']['machine']})",
+                  "", plan_table(planned, manifest.data["plan"], took), ""]
     seed = seed_comparison_table(rows, f1_applicable)
     lines += ["## Beside the seed study (ratios against each side's own plain)", "", seed, ""]
     if plotted:
@@ -187,6 +207,7 @@ def write_report(manifest: Manifest) -> str:
               "latency": latency, "base_model": {k: base.get(k) for k in ("source", "training", "teacher")},
               "build_seconds": manifest.data.get("build_seconds"),
               "build_history": manifest.data.get("build_history", []), "seed_comparison": seed,
-              "students": students}
+              "students": students, "plan": manifest.data.get("plan"), "plan_rows": planned,
+              "evaluation": manifest.data.get("evaluation")}
     (root / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return str(root / "report.md")

@@ -1,0 +1,198 @@
+"""The build's plan, printed before any work: each phase, its size and its time on this machine.
+
+Training time is measured: real steps of the base model at each training size (``step_costs``).
+The other phases are estimated from a reference build (``plan_reference.json``, written from a real
+build's manifest by ``python -m build_models.plan reference``), scaled by how fast this machine runs
+the base model compared with the reference machine, and by how much work each phase is asked to do
+(images, epochs, resolution). Every phase says which of the two it is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from build_models.profiles import BuildProfile
+from build_models.step_costs import StepCosts, training_sizes
+
+REFERENCE_FILE = Path(__file__).with_name("plan_reference.json")
+BUDGET_MINUTES = 45.0
+# The options that size a variant's build work: its time scales with their product (resolutions squared).
+WORK_KEYS = {"distilled-resnet18": ("distill_images", "distill_epochs", "distill_resolution"),
+             "distilled-lite0": ("lite0_images", "lite0_epochs", "lite0_resolution"),
+             "pruned-structured": ("prune_recovery_epochs",)}
+STUDENTS = ("distilled-resnet18", "distilled-lite0")  # their training does not scale with the base model's size
+UNKNOWN_VARIANT_SECONDS = 60.0  # a variant the reference build did not have
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    detail: str
+    seconds: float
+    basis: str  # "measured" (per-step costs timed now), "estimated" (reference build, scaled) or "done"
+
+
+@dataclass
+class BuildPlan:
+    profile: str
+    machine: str
+    precision: str
+    phases: list[Phase] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(phase.seconds for phase in self.phases)
+
+    def render(self) -> str:
+        lines = [f"build plan: profile {self.profile} on {self.machine}, training precision {self.precision}"]
+        width = max((len(p.name) for p in self.phases), default=10)
+        for phase in self.phases:
+            lines.append(f"  {phase.name:<{width}}  {_minutes(phase.seconds):>9}  {phase.basis:<9}  {phase.detail}")
+        lines.append(f"  {'total':<{width}}  {_minutes(self.total_seconds):>9}")
+        lines.extend(f"  hint: {hint}" for hint in self.hints)
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile, "machine": self.machine, "precision": self.precision,
+                "total_minutes": round(self.total_seconds / 60, 1), "hints": self.hints,
+                "phases": [{"name": p.name, "detail": p.detail, "minutes": round(p.seconds / 60, 2),
+                            "basis": p.basis} for p in self.phases]}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def load_reference(path: Path = REFERENCE_FILE) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """What the plan is computed from: the profile, the split sizes, what is already built, measured costs."""
+
+    profile: BuildProfile
+    split_sizes: dict[str, int]  # {"train": n, "val": n, "test": n}
+    variants: list[str]
+    costs: StepCosts | None  # None: the base model is not trained here, or is already built
+    precision: str
+    base_built: bool = False
+    variants_built: tuple[str, ...] = ()
+    image_size: int = 224
+
+
+def training_phase(inputs: PlanInputs) -> Phase:
+    """Steps at each size times their measured cost, plus one validation pass per ``eval_every_steps``."""
+    profile, costs = inputs.profile, inputs.costs
+    assert costs is not None
+    config = profile.train
+    steps_per_epoch = max(1, inputs.split_sizes["train"] // config.batch_size)
+    steps = int((config.epochs or 0.0) * steps_per_epoch)
+    sizes = training_sizes(config, inputs.image_size)
+    low = int(steps * config.low_res_fraction) if len(sizes) > 1 else 0
+    per_size = {sizes[0]: low, sizes[-1]: steps - low} if low else {sizes[-1]: steps}
+    seconds = sum(count * costs.seconds[inputs.precision][size] for size, count in per_size.items())
+    passes = math.ceil(steps / config.eval_every_steps) if steps else 0
+    seconds += passes * inputs.split_sizes["val"] * costs.forward_ms_per_image / 1000
+    detail = ", ".join(f"{count} steps at {size} px ({costs.seconds[inputs.precision][size]:.2f} s/step)"
+                       for size, count in per_size.items())
+    return Phase("base training", f"{config.epochs:g} epochs: {detail}, {passes} validation passes", seconds,
+                 "measured")
+
+
+def _scale(inputs: PlanInputs, reference: dict[str, Any]) -> float:
+    """How much slower this machine runs this profile's base model than the reference machine ran its own."""
+    if inputs.costs is None or not reference.get("forward_ms_per_image"):
+        return 1.0
+    return inputs.costs.forward_ms_per_image / reference["forward_ms_per_image"]
+
+
+def _work(options: dict[str, Any], keys: tuple[str, ...], base_size: int) -> float:
+    work = 1.0
+    for key in keys:
+        value = options.get(key)
+        if key.endswith("_resolution"):
+            work *= float(value or base_size) ** 2
+        elif value is not None:
+            work *= float(value)
+    return work
+
+
+def variant_phase(name: str, inputs: PlanInputs, reference: dict[str, Any]) -> Phase:
+    """A variant's build and evaluation, from the reference build's time for it, scaled by this machine's speed
+    on this base model and by the work its options ask for; students add their teacher's one pass."""
+    measured = reference.get("variants", {}).get(name)
+    if name in inputs.variants_built:
+        return Phase(name, "already built with the same inputs", 0.0, "done")
+    if measured is None:
+        return Phase(name, "no reference measurement: a rough guess", UNKNOWN_VARIANT_SECONDS, "estimated")
+    images = inputs.profile.eval_limit or inputs.split_sizes["test"]
+    if inputs.profile.lossless_eval_limit and measured.get("lossless"):
+        images = min(images, inputs.profile.lossless_eval_limit)
+    scale = _scale(inputs, reference)
+    evaluation = measured["eval_s"] * images / max(1, measured["eval_images"])
+    build = measured["build_s"]
+    keys = WORK_KEYS.get(name, ())
+    if keys:
+        build *= _work(inputs.profile.options, keys, inputs.image_size) / max(
+            1e-9, _work(measured.get("options", {}), keys, reference.get("image_size", inputs.image_size)))
+    if name in STUDENTS:
+        teacher_images = inputs.profile.options.get(keys[0]) or inputs.split_sizes["train"]
+        forward_ms = inputs.costs.forward_ms_per_image if inputs.costs else 0.0
+        build += teacher_images * forward_ms / 1000
+    else:
+        build, evaluation = build * scale, evaluation * scale
+    return Phase(name, f"build + evaluation on {images} test images", build + evaluation, "estimated")
+
+
+def teacher_phase(inputs: PlanInputs, reference: dict[str, Any]) -> Phase | None:
+    teacher = inputs.profile.teacher
+    if teacher is None or inputs.base_built or not reference.get("teacher_ms_per_image"):
+        return None
+    images = sum(inputs.split_sizes.values()) + 2 * teacher.normalisation_check_images
+    per_image = reference["teacher_ms_per_image"] * (teacher.resolution / reference["teacher_resolution"]) ** 2
+    return Phase("teacher", f"EfficientNet-Lite0 at {teacher.resolution} px over {images} images",
+                 images * per_image / 1000, "estimated")
+
+
+def latency_phase(inputs: PlanInputs, reference: dict[str, Any]) -> Phase:
+    runs = inputs.profile.latency_runs
+    per_run = reference.get("latency_s_per_variant_run", 0.05) * _scale(inputs, reference)
+    return Phase("latency table", f"{len(inputs.variants)} variants x {runs} timed runs",
+                 len(inputs.variants) * runs * per_run, "estimated")
+
+
+def make_plan(inputs: PlanInputs, machine: str, reference: dict[str, Any] | None = None) -> BuildPlan:
+    reference = load_reference() if reference is None else reference
+    plan = BuildPlan(inputs.profile.name, machine, inputs.precision)
+    teacher = teacher_phase(inputs, reference)
+    if teacher is not None:
+        plan.phases.append(teacher)
+    if inputs.base_built:
+        plan.phases.append(Phase("base training", "already built with the same inputs", 0.0, "done"))
+    elif inputs.costs is not None and inputs.profile.train.epochs:
+        plan.phases.append(training_phase(inputs))
+    plan.phases.extend(variant_phase(name, inputs, reference) for name in inputs.variants)
+    plan.phases.append(latency_phase(inputs, reference))
+    plan.hints = hints_for(plan, inputs)
+    return plan
+
+
+def hints_for(plan: BuildPlan, inputs: PlanInputs) -> list[str]:
+    if plan.total_seconds <= BUDGET_MINUTES * 60:
+        return []
+    hints = [f"estimated {plan.total_seconds / 60:.0f} min, over the {BUDGET_MINUTES:.0f}-minute budget:"]
+    if inputs.precision == "fp32" and not inputs.base_built:
+        hints.append("this CPU trains fastest in fp32; a CPU with AMX trains in bf16 about 1.5-2x faster")
+    hints.append("`--device cuda` trains and evaluates the torch variants on a GPU")
+    slow = sorted(plan.phases, key=lambda p: p.seconds, reverse=True)[:2]
+    hints.append("the longest phases are " + " and ".join(f"{p.name} ({_minutes(p.seconds)})" for p in slow)
+                 + "; `--variants` builds a subset, `--eval-limit N` scores on a stratified N-image subset")
+    if inputs.profile.name in ("seed", "hub"):
+        hints.append("`--profile offline` builds every variant from the local dataset in under 45 minutes")
+    return hints

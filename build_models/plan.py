@@ -41,6 +41,7 @@ class BuildPlan:
     profile: str
     machine: str
     precision: str
+    image_size: int
     phases: list[Phase] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
 
@@ -59,6 +60,7 @@ class BuildPlan:
 
     def as_dict(self) -> dict[str, Any]:
         return {"profile": self.profile, "machine": self.machine, "precision": self.precision,
+                "image_size": self.image_size,
                 "total_minutes": round(self.total_seconds / 60, 1), "hints": self.hints,
                 "phases": [{"name": p.name, "detail": p.detail, "minutes": round(p.seconds / 60, 2),
                             "basis": p.basis} for p in self.phases]}
@@ -68,8 +70,11 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def load_reference(path: Path = REFERENCE_FILE) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+def load_reference(profile: str, path: Path = REFERENCE_FILE) -> dict[str, Any]:
+    """The profile's own reference build, else the offline one (scaled by the base model's measured cost)."""
+    references = json.loads(path.read_text()) if path.exists() else {}
+    reference: dict[str, Any] = references.get(profile) or references.get("offline") or {}
+    return reference
 
 
 @dataclass(frozen=True)
@@ -112,14 +117,18 @@ def _scale(inputs: PlanInputs, reference: dict[str, Any]) -> float:
     return inputs.costs.forward_ms_per_image / reference["forward_ms_per_image"]
 
 
-def _work(options: dict[str, Any], keys: tuple[str, ...], base_size: int) -> float:
+def _work(options: dict[str, Any], keys: tuple[str, ...], image_size: int, train_images: int) -> float:
+    """The product of a variant's work options; an absent one means all train images, the base model's size,
+    or one epoch."""
     work = 1.0
     for key in keys:
         value = options.get(key)
         if key.endswith("_resolution"):
-            work *= float(value or base_size) ** 2
-        elif value is not None:
-            work *= float(value)
+            work *= float(value or image_size) ** 2
+        elif key.endswith("_images"):
+            work *= float(value or train_images)
+        else:
+            work *= float(1.0 if value is None else value)
     return work
 
 
@@ -139,8 +148,10 @@ def variant_phase(name: str, inputs: PlanInputs, reference: dict[str, Any]) -> P
     build = measured["build_s"]
     keys = WORK_KEYS.get(name, ())
     if keys:
-        build *= _work(inputs.profile.options, keys, inputs.image_size) / max(
-            1e-9, _work(measured.get("options", {}), keys, reference.get("image_size", inputs.image_size)))
+        train = inputs.split_sizes["train"]
+        build *= _work(inputs.profile.options, keys, inputs.image_size, train) / max(
+            1e-9, _work(measured.get("options", {}), keys, reference.get("image_size") or inputs.image_size,
+                        reference.get("train_images") or train))
     if name in STUDENTS:
         teacher_images = inputs.profile.options.get(keys[0]) or inputs.split_sizes["train"]
         forward_ms = inputs.costs.forward_ms_per_image if inputs.costs else 0.0
@@ -168,8 +179,8 @@ def latency_phase(inputs: PlanInputs, reference: dict[str, Any]) -> Phase:
 
 
 def make_plan(inputs: PlanInputs, machine: str, reference: dict[str, Any] | None = None) -> BuildPlan:
-    reference = load_reference() if reference is None else reference
-    plan = BuildPlan(inputs.profile.name, machine, inputs.precision)
+    reference = load_reference(inputs.profile.name) if reference is None else reference
+    plan = BuildPlan(inputs.profile.name, machine, inputs.precision, inputs.image_size)
     teacher = teacher_phase(inputs, reference)
     if teacher is not None:
         plan.phases.append(teacher)

@@ -86,6 +86,7 @@ def run_build(request: BuildRequest) -> Manifest:
                     pixel_cache={}, row_cache={})
     build_variants(request, manifest, names, test, ctx_args)
     measure_latency(request, manifest, test)
+    choose_cascade_step(request, manifest, data, splits, test)
     record_build_time(manifest, request.variants, time.perf_counter() - started)
     manifest.save()
     write_report(manifest)
@@ -143,6 +144,19 @@ def measure_latency(request: BuildRequest, manifest: Manifest, test: TestImages)
     manifest.data["latency"] = {"config": asdict(config), "results": results,
                                 "machine": machine_record(request.threads, predictors),
                                 "seconds": round(time.perf_counter() - started, 1)}
+
+
+def choose_cascade_step(request: BuildRequest, manifest: Manifest, data: LabelledImages, splits: Splits,
+                        test: TestImages) -> None:
+    """Calibrate the candidates and choose the cascade (validation split); a failure costs only the cascade."""
+    from build_models.cascade_build import build_cascade
+
+    try:
+        build_cascade(manifest, data, splits, request.threads, request.profile.options, test,
+                      request.profile.split.seed)
+    except Exception as exc:  # noqa: BLE001 - the variants stand without it
+        manifest.data["cascade"] = {"error": f"{type(exc).__name__}: {exc}"}
+        log.exception("cascade: not chosen")
 
 
 def _fingerprint(payload: dict[str, Any]) -> str:

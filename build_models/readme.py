@@ -53,7 +53,7 @@ def _facts(report: dict[str, Any]) -> str:
 
 def render(kind: str, report: dict[str, Any]) -> str:
     if kind == "table":
-        return markdown_table(report["rows"], report["f1_applicable"])
+        return markdown_table(report["rows"], report["f1_applicable"], report.get("routes"))
     if kind == "facts":
         return _facts(report)
     if kind == "lossless":

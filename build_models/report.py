@@ -14,6 +14,7 @@ from build_models.manifest import Manifest
 from build_models.plan_report import plan_rows, plan_table
 from build_models.plot import write_plot
 from build_models.registry import list_variants
+from build_models.route_report import route_rows, route_table_lines, write_route_plot
 from build_models.seed_study import seed_comparison_table
 from build_models.student_report import distillation_table, student_rows
 
@@ -76,7 +77,8 @@ def _f1_cell(row: dict[str, Any], whole_split: int) -> str:
     return _fmt(row["f1"], ".4f") + spread + subset
 
 
-def markdown_table(rows: list[dict[str, Any]], f1_applicable: bool = True) -> str:
+def markdown_table(rows: list[dict[str, Any]], f1_applicable: bool = True,
+                   routes: list[dict[str, Any]] | None = None) -> str:
     """The study table. ≈ marks a latency whose interquartile range overlaps plain's (within noise)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     whole_split = max((row.get("evaluated_images") or 0 for row in rows), default=0)
@@ -91,6 +93,8 @@ def markdown_table(rows: list[dict[str, Any]], f1_applicable: bool = True) -> st
                  _fmt(row["service_overhead_ms"], ".2f"), _speedup_cell(row), _fmt(row["parameters"], ",d"),
                  _fmt(row["sparsity"], ".1%", "-"), row["runtime"]]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    if f1_applicable and routes:
+        lines += route_table_lines(routes, len(COLUMNS))
     return "\n".join(lines)
 
 
@@ -166,6 +170,7 @@ def f1_is_meaningful(manifest: Manifest) -> bool:
 
 def write_report(manifest: Manifest) -> str:
     rows = report_rows(manifest)
+    routes = route_rows(manifest.data)
     f1_applicable = f1_is_meaningful(manifest)
     base = manifest.data.get("base_model", {})
     latency = manifest.data.get("latency", {})
@@ -183,7 +188,7 @@ def write_report(manifest: Manifest) -> str:
         f"- latency: {json.dumps(latency.get('config', {}))}; p50 and interquartile range over interleaved "
         "rounds; ≈ marks a row whose IQR overlaps plain's", *machine_lines(latency.get("machine", {})),
         f"- fp32 floor: {json.dumps(latency['fp32_floor'])}" if "fp32_floor" in latency else "",
-        "", markdown_table(rows, f1_applicable), "",
+        "", markdown_table(rows, f1_applicable, routes), "",
     ]
     lossless = lossless_table(rows)
     if lossless:
@@ -202,12 +207,16 @@ def write_report(manifest: Manifest) -> str:
     lines += ["## Beside the seed study (ratios against each side's own plain)", "", seed, ""]
     if plotted:
         lines += ["![latency vs F1](report.png)", ""]
+    if f1_applicable and write_route_plot(manifest.data, root / "report-cascade.png"):
+        lines += ["![F1 against mean latency, with the cascade](report-cascade.png)", ""]
     (root / "report.md").write_text("\n".join(line for line in lines if line is not None))
     report = {"profile": manifest.data.get("profile"), "f1_applicable": f1_applicable, "rows": rows,
               "latency": latency, "base_model": {k: base.get(k) for k in ("source", "training", "teacher")},
               "build_seconds": manifest.data.get("build_seconds"),
               "build_history": manifest.data.get("build_history", []), "seed_comparison": seed,
-              "students": students, "plan": manifest.data.get("plan"), "plan_rows": planned,
+              "students": students, "plan": manifest.data.get("plan"), "plan_rows": planned, "routes": routes,
+              "cascade": manifest.data.get("cascade"),
+              "calibration": {n: e.get("calibration") for n, e in manifest.variants.items() if e.get("calibration")},
               "evaluation": manifest.data.get("evaluation")}
     (root / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return str(root / "report.md")

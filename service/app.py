@@ -21,7 +21,8 @@ from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.registry import ServingRegistry
 from service.request_id import request_id_and_access_log
-from service.routers import benchmark, health, metrics, page, predict, v2, variants
+from service.routers import benchmark, cascade, health, metrics, page, predict, v2, variants
+from service.routing import RouterState, figures_from_manifest
 from service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,15 @@ def start_batchers(registry: ServingRegistry, settings: ServiceSettings,
             batcher.start()
             batchers[name] = batcher
     return batchers
+
+
+def router_state(registry: ServingRegistry, settings: ServiceSettings,
+                 batchers: dict[str, MicroBatcher]) -> RouterState:
+    """The figures /predict/auto and degradation route on: the available variants among ``auto_variants``."""
+    chosen = [n.strip() for n in settings.auto_variants.split(",")] if settings.auto_variants != "all" else None
+    routable = [name for name in batchers if chosen is None or name in chosen]
+    return RouterState(figures_from_manifest(registry.manifest.data, routable), batchers,
+                       settings.auto_max_latency_ms)
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -62,6 +72,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         gc.freeze()
         app.state.metrics.record_variants({name: v.available for name, v in registry.variants.items()})
         app.state.batchers = start_batchers(registry, settings, app.state.metrics)
+        app.state.router = router_state(registry, settings, app.state.batchers)
         app.state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
         yield
         for batcher in app.state.batchers.values():
@@ -79,7 +90,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.middleware("http")(request_id_and_access_log)
     install_error_handlers(app)
-    for router in (page.router, predict.router, variants.router, health.router, benchmark.router, metrics.router,
-                   v2.router):
+    # cascade and the auto route are declared before /predict/{variant}, which would otherwise match them.
+    for router in (page.router, cascade.router, predict.router, variants.router, health.router, benchmark.router,
+                   metrics.router, v2.router):
         app.include_router(router)
     return app

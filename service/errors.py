@@ -28,6 +28,7 @@ from service.batching import (
     WorkerRestartedError,
 )
 from service.inputs import BodyTimeoutError
+from service.routing import ImpossibleConstraintError, NoVariantWithinBudgetError
 from service.v2_protocol import InferenceRequestError
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (VariantUnavailableError, 503, "variant_unavailable"),
     (ArtifactIntegrityError, 503, "artifact_integrity"),
     (ManifestError, 503, "manifest_unavailable"),
+    (ImpossibleConstraintError, 422, "impossible_constraints"),
+    (NoVariantWithinBudgetError, 503, "no_variant_within_budget"),
     (WorkerRestartedError, 503, "worker_restarted"),
     (ServiceStoppingError, 503, "service_stopping"),
     (QueueFullError, 503, "queue_full"),

@@ -31,6 +31,9 @@ class ServiceMetrics:
                                  registry=self.registry)
         self.worker_restarts = Counter("vitserve_worker_restarts_total", "Batch workers that died and were "
                                        "restarted", ["variant"], registry=self.registry)
+        self.route_choices = Counter("vitserve_route_choices_total", "Variants chosen for /predict/auto, cascade "
+                                     "escalations and degraded answers, by route, variant and reason",
+                                     ["route", "variant", "reason"], registry=self.registry)
         self.loaded = Gauge("vitserve_variant_loaded", "1 when the variant serves", ["variant"],
                             registry=self.registry)
         self.degraded = Gauge("vitserve_variant_degraded", "1 when the variant failed to load", ["variant"],

@@ -48,12 +48,18 @@ class ServiceSettings(BaseSettings):
     benchmark_token: str | None = Field(None, description="when set, /benchmark needs 'Authorization: Bearer <token>'")
     benchmark_max_calls: int = Field(20_000, gt=0, description="total work one /benchmark may do: runs x batch "
                                      "size x variants x modes")
+    auto_variants: str = Field("all", description="variants /predict/auto (and degradation) may choose from")
+    auto_max_latency_ms: float | None = Field(None, gt=0, description="/predict/auto's budget when a request "
+                                              "gives none (unset: the most accurate variant, whatever its latency)")
+    degrade: bool = Field(False, description="let a request that allows it (allow_degrade=true) be answered by a "
+                          "cheaper variant when the one it names is saturated")
+    degrade_f1_margin: float = Field(0.01, ge=0, le=1, description="how much lower a fallback's measured F1 may be")
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     build_if_missing: bool = Field(False, description="build the default profile when no manifest exists")
     build_profile: str | None = Field(None, description="profile to build when build_if_missing is set")
 
-    @field_validator("variants", "required_variants")
+    @field_validator("variants", "required_variants", "auto_variants")
     @classmethod
     def _known_variant_names(cls, value: str) -> str:
         unknown = [name for name in _names(value) if name not in list_variants()]

@@ -52,6 +52,7 @@ class InferenceRequest:
     images: list[bytes] = field(default_factory=list)
     pixels: np.ndarray | None = None
     outputs: list[RequestedOutput] = field(default_factory=list)
+    parameters: dict[str, Any] = field(default_factory=dict)  # the request's own, e.g. auto's max_latency_ms
 
 
 def _header_and_blobs(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
@@ -278,7 +279,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferenceRequ
     value, used = _read_input(inputs[0], blobs, 0)
     if used != len(blobs):
         raise InferenceRequestError(f"{len(blobs) - used} bytes of binary data follow the inputs unclaimed")
-    request = InferenceRequest(id=request_id, input_name=inputs[0]["name"], outputs=outputs)
+    parameters = _object(header.get("parameters", {}), "parameters")
+    request = InferenceRequest(id=request_id, input_name=inputs[0]["name"], outputs=outputs, parameters=parameters)
     if isinstance(value, np.ndarray):
         request.pixels = value
     else:
@@ -306,7 +308,7 @@ def _output_tensor(output: RequestedOutput, values: np.ndarray, labels: list[str
 
 
 def encode_infer_response(model: str, request: InferenceRequest, logits: np.ndarray, probabilities: np.ndarray,
-                          labels: list[str]) -> tuple[bytes, dict[str, str]]:
+                          labels: list[str], parameters: dict[str, Any] | None = None) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers: plain JSON, or JSON + binary tensors when any output asked for binary."""
     values = {"LOGITS": logits, "PROBABILITIES": probabilities}
     tensors, blobs = [], []
@@ -319,6 +321,8 @@ def encode_infer_response(model: str, request: InferenceRequest, logits: np.ndar
     header: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": tensors}
     if request.id is not None:
         header["id"] = request.id
+    if parameters:
+        header["parameters"] = parameters
     header_bytes = json.dumps(header).encode()
     if not blobs:
         return header_bytes, {"content-type": "application/json"}

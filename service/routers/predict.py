@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from build_models.errors import VitserveError
 from build_models.preprocessing import softmax
+from service.batching import QueueFullError
 from service.dependencies import get_registry
 from service.errors import UnsupportedMediaTypeError, status_of
 from service.inputs import input_bytes, prepare_payloads, read_within
 from service.metrics import ServiceMetrics
 from service.registry import ServingRegistry
 from service.responses import error_responses
+from service.routing import Constraints, RouteChoice, choose_variant, degradation_order
 
 router = APIRouter(tags=["predict"])
 
@@ -29,6 +34,11 @@ class Prediction(BaseModel):
     probabilities: dict[str, float] = Field(description="probability of every class")
     model_time_ms: float = Field(description="preprocessing + forward pass time of the batch this image ran in, "
                                              "excluding decode, queueing and HTTP")
+    routing: dict[str, Any] | None = Field(None, description="/predict/auto: the variant chosen, why, its expected "
+                                           "latency now and its measured F1")
+    degraded_from: str | None = Field(None, description="set when the named variant was saturated and a cheaper "
+                                      "one with a measured F1 within the configured margin answered instead "
+                                      "(VITSERVE_DEGRADE=1 and allow_degrade=true)")
 
 
 ERRORS = error_responses({
@@ -37,7 +47,7 @@ ERRORS = error_responses({
     413: "body over the configured limit, or an image over the pixel limit",
     404: "unknown variant; the body lists the known ones",
     415: "neither multipart with `file` nor an image/* body, or an image format not accepted",
-    422: "malformed path parameters",
+    422: "malformed parameters, or constraints no loaded variant could meet even on an idle service",
     499: "the client disconnected before the answer; its work was dropped",
     503: "the variant is built but could not be loaded, its queue (requests or bytes) is full, its worker "
          "restarted, or the service is draining; see Retry-After",
@@ -76,21 +86,20 @@ async def _image_bytes(request: Request) -> bytes:
     return await request.body()
 
 
-@router.post(
-    "/predict/{variant}", response_model=Prediction, responses=ERRORS,
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
-        "image/*": {"schema": {"type": "string", "format": "binary"}},
-    }}},
-)
-async def predict(
-    variant: str, request: Request, registry: ServingRegistry = Depends(get_registry),
-) -> Prediction:
+BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}},
+}}}
+
+
+async def _counted(variant: str, request: Request, registry: ServingRegistry,
+                   answer: Callable[[], Awaitable[Prediction]]) -> Prediction:
+    """Run ``answer`` and count the request under ``variant`` with its final status."""
     metrics: ServiceMetrics = request.app.state.metrics
     status, started = 500, time.perf_counter()
     try:
-        prediction = await _predict(variant, request, registry, metrics)
+        prediction = await answer()
         status = 200
         return prediction
     except VitserveError as exc:
@@ -100,24 +109,91 @@ async def predict(
         status = exc.status_code
         raise
     finally:
-        metrics.record_request(variant, variant in registry.variants, status, started)
+        metrics.record_request(variant, variant in registry.variants or variant in ("auto", "cascade"), status,
+                               started)
 
 
-async def _predict(variant: str, request: Request, registry: ServingRegistry, metrics: ServiceMetrics) -> Prediction:
-    served = registry.get(variant)  # 404 / 503 before reading the body
+@router.post("/predict/auto", response_model=Prediction, responses=ERRORS, openapi_extra=BODY)
+async def predict_auto(
+    request: Request, registry: ServingRegistry = Depends(get_registry),
+    max_latency_ms: float | None = Query(None, gt=0, le=600_000, description="end-to-end budget in ms"),
+    min_f1: float | None = Query(None, ge=0, le=1, description="lowest measured test F1 acceptable"),
+    prefer: Literal["accuracy", "speed"] = Query("accuracy", description="most accurate within the budget, "
+                                                 "or fastest meeting min_f1"),
+) -> Prediction:
+    """The variant chosen per request from each one's measured F1 and latency on this host and its queue now."""
+    router_state = request.app.state.router
+    constraints = Constraints(max_latency_ms if max_latency_ms is not None else router_state.default_max_latency_ms,
+                              min_f1, prefer)
+
+    async def answer() -> Prediction:
+        metrics: ServiceMetrics = request.app.state.metrics
+        try:
+            choice = choose_variant(router_state.figures, router_state.queue_states(), constraints)
+        except QueueFullError:
+            metrics.route_choices.labels("auto", "none", "none_within_budget").inc()
+            raise
+        metrics.route_choices.labels("auto", choice.variant, choice.reason).inc()
+        return await _predict(choice.variant, request, registry, routing=choice)
+
+    return await _counted("auto", request, registry, answer)
+
+
+@router.post("/predict/{variant}", response_model=Prediction, responses=ERRORS, openapi_extra=BODY)
+async def predict(
+    variant: str, request: Request, registry: ServingRegistry = Depends(get_registry),
+    allow_degrade: bool = Query(False, description="with VITSERVE_DEGRADE=1: when this variant is saturated, a "
+                                "cheaper one whose measured F1 is within the configured margin may answer"),
+) -> Prediction:
+    return await _counted(variant, request, registry,
+                          lambda: _predict(variant, request, registry, allow_degrade=allow_degrade))
+
+
+def _admit(request: Request, registry: ServingRegistry, variant: str, nbytes: int, allow_degrade: bool,
+           stack: ExitStack) -> str:
+    """Reserve room for the request on ``variant``, or, when it is saturated and degradation is allowed, on the
+    first fallback with room; the name of the variant that admitted it. Raises QueueFullError (503)."""
+    app = request.app
+    served = registry.get(variant)
     assert served.predictor is not None
+    try:
+        stack.enter_context(app.state.batchers[variant].reserve(1, nbytes + input_bytes(served.predictor)))
+        return variant
+    except QueueFullError:
+        if not (allow_degrade and app.state.settings.degrade):
+            raise
+    for fallback in degradation_order(variant, app.state.router.figures, app.state.settings.degrade_f1_margin):
+        predictor = registry.get(fallback.name).predictor
+        assert predictor is not None
+        try:
+            stack.enter_context(app.state.batchers[fallback.name].reserve(1, nbytes + input_bytes(predictor)))
+        except QueueFullError:
+            continue
+        app.state.metrics.route_choices.labels("degrade", fallback.name, "degraded_saturated").inc()
+        return fallback.name
+    raise QueueFullError(f"variant {variant!r} and every variant it may degrade to are saturated; retry in 1 s")
+
+
+async def _predict(variant: str, request: Request, registry: ServingRegistry, routing: RouteChoice | None = None,
+                   allow_degrade: bool = False) -> Prediction:
+    registry.get(variant)  # 404 / 503 before reading the body
+    metrics: ServiceMetrics = request.app.state.metrics
     settings = request.app.state.settings
-    batcher = request.app.state.batchers[variant]
     data = await read_within(_image_bytes(request), settings.body_timeout_s)
-    with batcher.reserve(1, len(data) + input_bytes(served.predictor)):  # 503 before decoding
-        with metrics.stage(variant, "decode"):
+    with ExitStack() as stack:
+        name = _admit(request, registry, variant, len(data), allow_degrade, stack)  # 503 before decoding
+        served = registry.get(name)
+        assert served.predictor is not None
+        with metrics.stage(name, "decode"):
             (model_input,) = await prepare_payloads(request, served.predictor, [data])
         del data
-        logits, model_ms = await batcher.submit(model_input, settings.request_timeout_s, request.is_disconnected)
+        logits, model_ms = await request.app.state.batchers[name].submit(
+            model_input, settings.request_timeout_s, request.is_disconnected)
     row = softmax(logits[None])[0]
     names = registry.manifest.data.get("label_names") or [str(i) for i in range(len(row))]
     best = int(row.argmax())
     return Prediction(
-        variant=variant, label=names[best], score=float(row[best]),
-        probabilities={name: float(p) for name, p in zip(names, row, strict=True)}, model_time_ms=round(model_ms, 3),
+        variant=name, label=names[best], score=float(row[best]),
+        probabilities={label: float(p) for label, p in zip(names, row, strict=True)}, model_time_ms=round(model_ms, 3),
+        routing=routing.as_dict() if routing else None, degraded_from=variant if name != variant else None,
     )

@@ -28,6 +28,7 @@ from service.inputs import input_bytes, prepare_payloads, read_within
 from service.registry import ServedVariant, ServingRegistry
 from service.responses import DRAINING, V2ErrorBody, error_responses
 from service.routers.health import is_ready
+from service.routers.v2_routes import ROUTED_MODELS, infer_routed, routed_ready
 from service.settings import ServiceSettings
 from service.v2_protocol import (
     HEADER_LENGTH,
@@ -126,9 +127,15 @@ async def server_ready(request: Request, registry: ServingRegistry = Depends(get
 
 @router.get("/models/{model}", responses=MODEL_RESPONSES)
 @router.get("/models/{model}/versions/{model_version}", responses=MODEL_RESPONSES)
-async def model_metadata(model: str, model_version: str | None = None,
+async def model_metadata(model: str, request: Request, model_version: str | None = None,
                          registry: ServingRegistry = Depends(get_registry)) -> Response:
     async def metadata() -> Response:
+        if model in ROUTED_MODELS and model_version in (None, MODEL_VERSION):
+            routed_ready(request, registry, model)
+            return JSONResponse({"name": model, "versions": [MODEL_VERSION], "platform": "vitserve-router",
+                                 "inputs": [{"name": IMAGE_INPUT, "datatype": "BYTES", "shape": [-1]}],
+                                 "outputs": [{"name": name, "datatype": "FP32",
+                                              "shape": [-1, len(_labels(registry, 2))]} for name in OUTPUTS]})
         served = _served(registry, model, model_version)
         assert served.predictor is not None
         config, classes = served.predictor.preprocess_config, len(_labels(registry, 2))
@@ -143,10 +150,13 @@ async def model_metadata(model: str, model_version: str | None = None,
 
 @router.get("/models/{model}/ready", responses=MODEL_RESPONSES)
 @router.get("/models/{model}/versions/{model_version}/ready", responses=MODEL_RESPONSES)
-async def model_ready(model: str, model_version: str | None = None,
+async def model_ready(model: str, request: Request, model_version: str | None = None,
                       registry: ServingRegistry = Depends(get_registry)) -> Response:
     async def ready() -> Response:
-        _served(registry, model, model_version)
+        if model in ROUTED_MODELS and model_version in (None, MODEL_VERSION):
+            routed_ready(request, registry, model)
+        else:
+            _served(registry, model, model_version)
         return JSONResponse({"name": model, "ready": True})
     return await _v2_answer(ready)
 
@@ -192,6 +202,10 @@ async def infer(model: str, request: Request, model_version: str | None = None,
                 registry: ServingRegistry = Depends(get_registry),
                 settings: ServiceSettings = Depends(get_settings)) -> Response:
     started = time.perf_counter()
-    response = await _v2_answer(lambda: _infer(model, model_version, request, registry, settings))
-    request.app.state.metrics.record_request(model, model in registry.variants, response.status_code, started)
+    if model in ROUTED_MODELS and model_version in (None, MODEL_VERSION):
+        response = await _v2_answer(lambda: infer_routed(model, request, registry, settings))
+    else:
+        response = await _v2_answer(lambda: _infer(model, model_version, request, registry, settings))
+    request.app.state.metrics.record_request(model, model in registry.variants or model in ROUTED_MODELS,
+                                             response.status_code, started)
     return response

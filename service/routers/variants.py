@@ -23,4 +23,5 @@ async def variants(registry: ServingRegistry = Depends(get_registry)) -> dict[st
         "test_split": manifest.get("dataset", {}).get("split", {}).get("test"),
         "degraded": registry.degraded,
         "variants": registry.describe(),
+        "cascade": {k: v for k, v in (manifest.get("cascade") or {}).items() if k != "frontier"} or None,
     }

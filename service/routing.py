@@ -1,0 +1,157 @@
+"""Which variant answers a request that names none (``/predict/auto``) or one that may be degraded.
+
+The build measured every variant's F1 on the test split and its end-to-end latency on this host;
+the batchers know, at every moment, how many requests each variant holds. A request's expected
+latency on a variant is its measured end-to-end mean, plus the batcher's wait for company, plus one
+model pass for every request admitted ahead of it. The router picks the most accurate variant
+expected to meet the budget (or, with ``prefer=speed``, the fastest that meets ``min_f1``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from build_models.errors import VitserveError
+from service.batching import MicroBatcher, QueueFullError
+
+PREFERENCES = ("accuracy", "speed")
+# Bounded label values of vitserve_route_choices_total{reason}.
+REASONS = ("most_accurate", "most_accurate_within_budget", "fastest_meeting_min_f1", "fastest",
+           "degraded_saturated", "none_within_budget", "confident", "escalated")
+
+
+class ImpossibleConstraintError(VitserveError):
+    """No loaded variant could meet the constraints even on an idle service (422)."""
+
+
+class NoVariantWithinBudgetError(QueueFullError):
+    """Some variant could meet the constraints, but none can now: every one is too busy (503, Retry-After)."""
+
+
+@dataclass(frozen=True)
+class VariantFigures:
+    """What the build measured for one variant on this host."""
+
+    name: str
+    f1: float
+    e2e_ms: float  # mean end-to-end latency, one image (decode + preprocess + forward)
+    model_ms: float  # mean forward-pass latency, one image
+
+
+@dataclass(frozen=True)
+class QueueState:
+    admitted: int  # requests the variant's batcher holds now
+    max_wait_ms: float  # how long a lone request waits for company before its batch runs
+
+
+@dataclass(frozen=True)
+class Constraints:
+    max_latency_ms: float | None = None
+    min_f1: float | None = None
+    prefer: str = "accuracy"
+
+
+@dataclass(frozen=True)
+class RouteChoice:
+    variant: str
+    reason: str
+    expected_ms: float
+    f1: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "reason": self.reason, "expected_ms": round(self.expected_ms, 2),
+                "measured_f1": round(self.f1, 4)}
+
+
+def expected_ms(figures: VariantFigures, state: QueueState | None) -> float:
+    if state is None:
+        return figures.e2e_ms
+    return figures.e2e_ms + state.max_wait_ms + state.admitted * figures.model_ms
+
+
+def figures_from_manifest(manifest: Mapping[str, Any], names: list[str]) -> dict[str, VariantFigures]:
+    """Variants with a measured F1 and a measured latency, from the build's manifest."""
+    latency = manifest.get("latency", {}).get("results", {})
+    figures = {}
+    for name in names:
+        f1 = manifest.get("variants", {}).get(name, {}).get("metrics", {}).get("f1")
+        measured = latency.get(name, {})
+        e2e, model = measured.get("end_to_end", {}).get("mean_ms"), measured.get("model", {}).get("mean_ms")
+        if f1 is not None and e2e and model:
+            figures[name] = VariantFigures(name, float(f1), float(e2e), float(model))
+    return figures
+
+
+def _check_possible(figures: Mapping[str, VariantFigures], states: Mapping[str, QueueState],
+                    constraints: Constraints) -> list[VariantFigures]:
+    """The variants that meet ``min_f1``; 422 when none could meet the constraints even idle."""
+    if not figures:
+        raise ImpossibleConstraintError("no loaded variant has a measured F1 and latency to route on")
+    best = max(f.f1 for f in figures.values())
+    accurate = [f for f in figures.values() if constraints.min_f1 is None or f.f1 >= constraints.min_f1]
+    if not accurate:
+        raise ImpossibleConstraintError(f"min_f1 {constraints.min_f1:g} is above every loaded variant's measured "
+                                        f"F1 (the best is {best:.4f})")
+    if constraints.max_latency_ms is not None:
+        idle = {f.name: expected_ms(f, _idle(states.get(f.name))) for f in accurate}
+        fastest = min(idle, key=idle.__getitem__)
+        if idle[fastest] > constraints.max_latency_ms:
+            raise ImpossibleConstraintError(
+                f"max_latency_ms {constraints.max_latency_ms:g} is below what the fastest qualifying variant is "
+                f"expected to take even on an idle service ({fastest}: {idle[fastest]:.2f} ms, its measured "
+                "end-to-end mean plus its batch wait)")
+    return accurate
+
+
+def _idle(state: QueueState | None) -> QueueState | None:
+    return None if state is None else QueueState(0, state.max_wait_ms)
+
+
+def choose_variant(figures: Mapping[str, VariantFigures], states: Mapping[str, QueueState],
+                   constraints: Constraints) -> RouteChoice:
+    """The most accurate variant expected to meet the budget now (ties: the faster), or with ``prefer=speed``
+    the fastest meeting ``min_f1``."""
+    if constraints.prefer not in PREFERENCES:
+        raise ImpossibleConstraintError(f"prefer must be one of {', '.join(PREFERENCES)}")
+    accurate = _check_possible(figures, states, constraints)
+    timed = [(f, expected_ms(f, states.get(f.name))) for f in accurate]
+    budget = constraints.max_latency_ms
+    within = [(f, ms) for f, ms in timed if budget is None or ms <= budget]
+    if not within:
+        raise NoVariantWithinBudgetError(
+            f"no variant is expected to answer within {budget:g} ms now: every qualifying variant is busy "
+            f"(the best expected is {min(ms for _, ms in timed):.1f} ms); retry in 1 s")
+    if constraints.prefer == "speed":
+        chosen, ms = min(within, key=lambda pair: (pair[1], -pair[0].f1))
+        reason = "fastest_meeting_min_f1" if constraints.min_f1 is not None else "fastest"
+    else:
+        chosen, ms = max(within, key=lambda pair: (pair[0].f1, -pair[1]))
+        reason = "most_accurate_within_budget" if budget is not None else "most_accurate"
+    return RouteChoice(chosen.name, reason, ms, chosen.f1)
+
+
+def degradation_order(requested: str, figures: Mapping[str, VariantFigures], margin: float) -> list[VariantFigures]:
+    """Variants that may answer for a saturated ``requested`` one: cheaper end to end, with a measured F1 within
+    ``margin`` of its own; the most accurate first, then the faster."""
+    asked = figures.get(requested)
+    if asked is None:
+        return []
+    fallbacks = [f for f in figures.values() if f.name != requested and f.e2e_ms < asked.e2e_ms
+                 and f.f1 >= asked.f1 - margin]
+    return sorted(fallbacks, key=lambda f: (-f.f1, f.e2e_ms))
+
+
+@dataclass(frozen=True)
+class RouterState:
+    """What the router reads per request: the build's figures of the routable variants and their batchers."""
+
+    figures: dict[str, VariantFigures]
+    batchers: Mapping[str, MicroBatcher]
+    default_max_latency_ms: float | None = None
+
+    def queue_states(self) -> dict[str, QueueState]:
+        return {name: QueueState(batcher.admitted, batcher.limits.max_wait_ms if batcher.limits.max_batch_size > 1
+                                 else 0.0)  # an unbatched variant does not wait for company
+                for name, batcher in self.batchers.items() if name in self.figures}

@@ -1,0 +1,113 @@
+"""Calibration and the confidence cascade: chosen on the validation split, measured on the test split."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from build_models import cascade_build
+from build_models import evaluate as evaluation
+from build_models.calibration import calibrate, expected_calibration_error, scaled
+from build_models.cascade import Scored, cascade_outcome, choose_cascade
+from build_models.data import Splits
+from build_models.manifest import Manifest
+
+
+def test_ece_of_a_hand_counted_example():
+    # Two images at top probability 0.9 (one right) and two at 0.6 (both right): bins 0.9 and 0.6, each half of
+    # the images, errors |0.5 - 0.9| and |1.0 - 0.6|.
+    probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.6, 0.4]])
+    labels = np.array([0, 1, 1, 0])
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
+
+
+def overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A classifier right 80% of the time that says 0.99 every time."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    predicted = np.where(rng.random(n) < 0.8, labels, 1 - labels)
+    probabilities = np.full((n, 2), 0.01)
+    probabilities[np.arange(n), predicted] = 0.99
+    return probabilities, labels
+
+
+def test_a_fitted_temperature_softens_an_overconfident_classifier_and_lowers_its_ece():
+    probabilities, labels = overconfident(2000, 0)
+    calibration = calibrate(probabilities, labels)
+    assert calibration.temperature > 2.0  # log(0.99/0.01) / T = log(0.8/0.2) gives T = 3.3
+    assert calibration.ece == pytest.approx(0.19, abs=0.02)
+    assert calibration.ece_calibrated < 0.03
+    assert np.array_equal(calibration.apply(probabilities).argmax(1), probabilities.argmax(1))
+    assert scaled(probabilities, 1.0) == pytest.approx(probabilities)
+
+
+def test_the_cascade_keeps_the_accurate_f1_for_a_fraction_of_its_latency():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 1000)
+    truth = np.eye(2)[labels]
+    accurate = 0.97 * truth + 0.03 * (1 - truth)  # always right
+    # The cheap one is right and confident on 80% of the images and unsure (0.55, either way) on the rest.
+    unsure = rng.random(1000) < 0.2
+    guess = np.where(unsure & (rng.random(1000) < 0.5), 1 - labels, labels)
+    cheap = np.where(unsure[:, None], 0.55 * np.eye(2)[guess] + 0.45 * (1 - np.eye(2)[guess]), accurate)
+    candidates = [Scored("cheap", cheap, calibrate(cheap, labels), 2.0),
+                  Scored("accurate", accurate, calibrate(accurate, labels), 10.0)]
+    choice = choose_cascade(candidates, labels)
+    assert choice is not None and (choice["first"], choice["then"]) == ("cheap", "accurate")
+    assert choice["validation"]["target_met"] and choice["validation"]["f1"] >= 1.0 - 0.002
+    assert choice["validation"]["escalation_rate"] == pytest.approx(unsure.mean(), abs=0.01)
+    assert choice["validation"]["expected_mean_ms"] == pytest.approx(2.0 + unsure.mean() * 10.0, abs=0.1)
+    predicted, escalated = cascade_outcome(candidates[0].calibrated, candidates[1].calibrated, choice["threshold"])
+    assert np.array_equal(predicted, labels) and np.array_equal(escalated, unsure)
+
+
+def test_the_cascade_is_chosen_without_reading_the_test_split(smoke_artifacts, dataset, tmp_path, monkeypatch):
+    """Validation rows are the only images scored, and shuffling the stored test predictions changes nothing
+    the build chose (only what it then measured)."""
+    root = tmp_path / "artifacts"
+    shutil.copytree(smoke_artifacts, root, ignore=shutil.ignore_patterns(".work"))
+    split = json.loads((root / "split.json").read_text())
+    splits = Splits(**{name: cascade_build._rows(ids) for name, ids in split.items()})
+    decoded: list[np.ndarray] = []
+    real_decode = evaluation.TestImages.decode
+
+    def recording_decode(data, rows):  # type: ignore[no-untyped-def]
+        decoded.append(np.asarray(rows))
+        return real_decode(data, rows)
+
+    monkeypatch.setattr(evaluation.TestImages, "decode", staticmethod(recording_decode))
+    test_ids = json.loads((root / "eval" / "plain.json").read_text())["ids"]
+    test = evaluation.TestImages(test_ids, dataset.labels[cascade_build._rows(test_ids)], [])
+    options = {"cascade_val_images": 200}
+    first = cascade_build.build_cascade(Manifest.load(root), dataset, splits, _threads(), options, test)
+    assert first is not None
+    assert len(decoded) == 1 and set(decoded[0]) <= set(splits.val) and not set(decoded[0]) & set(splits.test)
+    for path in (root / "eval").glob("*.json"):  # scramble every stored test prediction
+        stored = json.loads(path.read_text())
+        stored["probabilities"] = list(reversed(stored["probabilities"]))
+        path.write_text(json.dumps(stored))
+    again = cascade_build.build_cascade(Manifest.load(root), dataset, splits, _threads(), options, test)
+    assert again is not None
+    chosen = ("first", "then", "threshold", "validation")
+    assert {k: again[k] for k in chosen} == {k: first[k] for k in chosen}
+    assert again["test"] != first["test"]
+
+
+def _threads():  # type: ignore[no-untyped-def]
+    from build_models.threads import ThreadSettings
+
+    return ThreadSettings()
+
+
+def test_every_candidate_records_its_calibration(smoke_artifacts):
+    manifest = json.loads((Path(smoke_artifacts) / "manifest.json").read_text())
+    cascade = manifest["cascade"]
+    for name in (cascade["first"], cascade["then"]):
+        calibration = manifest["variants"][name]["calibration"]
+        assert calibration["ece_calibrated"] <= calibration["ece"]
+        assert calibration["validation_images"] == cascade["validation"]["images"]
+    assert cascade["validation"]["images"] <= len(json.loads((Path(smoke_artifacts) / "split.json").read_text())["val"])

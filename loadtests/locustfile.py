@@ -6,12 +6,18 @@ Options (command line or environment):
   --upscale  / LOCUST_UPSCALE    "4000x3000": post each photo resized to this size (made in memory)
   --wait-min / LOCUST_WAIT_MIN   seconds between a user's requests (default 0.1)
   --wait-max / LOCUST_WAIT_MAX   (default 0.5)
+  --query    / LOCUST_QUERY      appended to every /predict URL, e.g. "allow_degrade=true"
+  LOCUST_SERVED_FILE             at the end, write {variant that answered: count} there as JSON
 Only loopback hosts are accepted.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
+from collections import Counter
+from typing import Any
 from urllib.parse import urlparse
 
 from locust import HttpUser, events, task
@@ -30,6 +36,18 @@ def add_options(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--wait-min", type=float, env_var="LOCUST_WAIT_MIN", default=0.1)
     parser.add_argument("--wait-max", type=float, env_var="LOCUST_WAIT_MAX", default=0.5)
     parser.add_argument("--bad-ratio", type=float, env_var="LOCUST_BAD_RATIO", default=0.0)
+    parser.add_argument("--query", type=str, env_var="LOCUST_QUERY", default="")
+
+
+SERVED: Counter[str] = Counter()  # which variant answered each 200, as the response says
+
+
+@events.test_stop.add_listener
+def write_served(**_: Any) -> None:
+    path = os.environ.get("LOCUST_SERVED_FILE")
+    if path:
+        with open(path, "w") as handle:
+            json.dump(dict(SERVED), handle)
 
 
 def parse_weights(spec: str) -> tuple[list[str], list[float]]:
@@ -66,12 +84,17 @@ class PredictUser(HttpUser):
             self.bad_request(variant)
             return
         photo = random.choice(self.photos)
-        with self.client.post(f"/predict/{variant}", files={"file": ("photo.jpg", photo, "image/jpeg")},
+        query = self.environment.parsed_options.query
+        with self.client.post(f"/predict/{variant}" + (f"?{query}" if query else ""),
+                              files={"file": ("photo.jpg", photo, "image/jpeg")},
                               name=f"/predict/{variant}", catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
-            elif response.json().get("label") not in ("cat", "dog"):
+                return
+            answer = response.json()
+            if answer.get("label") not in ("cat", "dog"):
                 response.failure("no label in the answer")
+            SERVED[answer.get("variant", variant)] += 1
 
     def bad_request(self, variant: str) -> None:
         """A malformed request: it must get a 4xx JSON error, never a 5xx."""

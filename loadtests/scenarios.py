@@ -4,6 +4,7 @@
     python -m loadtests.scenarios soak --variants plain,onnx,openvino-int8 --users 8 --run-time 5m
     python -m loadtests.scenarios soak --variants plain --users 8 --run-time 5m --upscale 4000x3000 --label large
     python -m loadtests.scenarios bad-inputs --variants plain --users 4 --run-time 30s
+    python -m loadtests.scenarios degrade --users 16 --run-time 60s
 
 saturation: the same closed-loop load (no think time) with micro-batching off (max batch 1) and
 on, side by side; prints throughput and p99 per variant and the ratios, plus /health/live
@@ -62,17 +63,18 @@ def _rss_mb(pid: int) -> float:
 
 
 def run_load(args: argparse.Namespace, name: str, service_env: dict[str, str], bad_ratio: float = 0.0,
-             sample_interval_s: float = 0.25) -> dict[str, Any]:
+             sample_interval_s: float = 0.25, target: str | None = None, query: str = "") -> dict[str, Any]:
     """Start the service with ``service_env``, drive Locust, sample health and RSS; one summary."""
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "VITSERVE_ARTIFACTS_DIR": str(args.artifacts), "VITSERVE_HOST": HOST,
            "VITSERVE_PORT": str(port), "VITSERVE_VARIANTS": args.variants, "USE_TF": "0", **service_env}
-    weights = ",".join(f"{v}:1" for v in args.variants.split(","))
+    weights = target or ",".join(f"{v}:1" for v in args.variants.split(","))
     locust_env = {**os.environ, "LOCUST_VARIANTS": weights, "LOCUST_IMAGES": args.images, "LOCUST_WAIT_MIN": "0",
                   "LOCUST_WAIT_MAX": str(args.wait_max), "LOCUST_BAD_RATIO": str(bad_ratio),
-                  "LOCUST_UPSCALE": args.upscale}
+                  "LOCUST_UPSCALE": args.upscale, "LOCUST_QUERY": query,
+                  "LOCUST_SERVED_FILE": str(out / "served.json")}
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", f"http://{HOST}:{port}",
                "-u", str(args.users), "-r", str(args.users), "-t", args.run_time, "--stop-timeout", "10",
                "--csv", str(out / "locust"), "--only-summary", "--exit-code-on-error", "0"]
@@ -90,8 +92,9 @@ def run_load(args: argparse.Namespace, name: str, service_env: dict[str, str], b
         finally:
             service.terminate()
             service.wait(timeout=30)
+    served = json.loads((out / "served.json").read_text()) if (out / "served.json").exists() else {}
     summary = {"scenario": name, "service_env": service_env, "rows": read_stats(out / "locust"),
-               "health_live_ms": _percentiles(sampler.health_ms), "rss_mb": sampler.rss_mb}
+               "health_live_ms": _percentiles(sampler.health_ms), "rss_mb": sampler.rss_mb, "served": served}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -191,7 +194,7 @@ def bad_inputs(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.scenarios", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenario", choices=("saturation", "soak", "bad-inputs"))
+    p.add_argument("scenario", choices=("saturation", "soak", "bad-inputs", "degrade"))
     p.add_argument("--artifacts", default="artifacts")
     p.add_argument("--variants", default="plain,openvino-int8")
     p.add_argument("--images", default="../shared/datasets/cats_vs_dogs")
@@ -205,11 +208,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upscale", default="", help="post photos resized to WxH, e.g. 4000x3000 (made in memory)")
     p.add_argument("--health-interval", type=float, default=0.1, help="saturation: /health/live sampling period, s")
     p.add_argument("--label", default="", help="suffix of the result file (<scenario>-<label>.json), e.g. vit-base")
+    p.add_argument("--target", default="", help="degrade: the variant every request names (default: the most "
+                   "accurate served one)")
+    p.add_argument("--queue-size", type=int, default=4, help="degrade: VITSERVE_QUEUE_SIZE in both runs")
+    p.add_argument("--margin", type=float, default=0.01, help="degrade: VITSERVE_DEGRADE_F1_MARGIN")
     p.add_argument("--out", default="loadtests/reports")
     p.add_argument("--ready-timeout", type=float, default=300)
     p.add_argument("--timeout", type=float, default=1200)
     args = p.parse_args(argv)
-    return {"saturation": saturation, "soak": soak, "bad-inputs": bad_inputs}[args.scenario](args)
+    from loadtests.degrade import degrade
+
+    scenarios = {"saturation": saturation, "soak": soak, "bad-inputs": bad_inputs, "degrade": degrade}
+    return scenarios[args.scenario](args)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def run_build(request: BuildRequest) -> Manifest:
     )
     request = settle_and_plan(request, data, splits, manifest)
     if request.plan_only:
+        (root / "plan.json").write_text(json.dumps(manifest.data["plan"], indent=2))
         return manifest
     base_info = ensure_base_model(request, data, splits)
     if manifest.data.get("base_model", {}).get("fingerprint") != base_info["fingerprint"]:

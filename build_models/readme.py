@@ -21,7 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from build_models.plan_report import plan_table
 from build_models.report import base_model_story, lossless_table, machine_lines, markdown_table
+from build_models.route_report import cascade_block
 from build_models.seed_study import seed_comparison_table
 from build_models.student_report import distillation_table
 
@@ -62,7 +64,23 @@ def render(kind: str, report: dict[str, Any]) -> str:
         return seed_comparison_table(report["rows"], report["f1_applicable"])
     if kind == "students":
         return distillation_table(report.get("students", [])) or "(no student in this build)"
+    if kind == "planned":
+        plan, history = report.get("plan"), report.get("build_history", [])
+        took = history[-1]["seconds"] / 60 if history else None
+        return plan_table(report.get("plan_rows", []), plan, took) if plan else "(no plan recorded in this build)"
+    if kind == "cascade":
+        return cascade_block(report)
     raise ValueError(f"unknown generated block kind {kind!r}")
+
+
+def render_plan_estimate(plan: dict[str, Any]) -> str:
+    """A plan printed by ``python -m build_models --plan`` (docs/plan-<name>.json): phases, basis, total."""
+    lines = [f"Plan on {plan['machine']}, training in {plan['precision']}:", "",
+             "| phase | minutes | basis | what |", "|---|---|---|---|"]
+    lines += [f"| {p['name']} | {p['minutes']:.1f} | {p['basis']} | {p['detail']} |" for p in plan["phases"]]
+    lines.append(f"| **total** | **{plan['total_minutes']:.1f}** | | |")
+    lines += [f"- {hint}" for hint in plan.get("hints", [])]
+    return "\n".join(lines)
 
 
 def render_load(result: dict[str, Any]) -> str:
@@ -138,6 +156,8 @@ def regenerate(readme: str, docs: Path) -> str:
             body = render_probes(json.loads((docs / f"probes-{name}.json").read_text()))
         elif kind == "faults":
             body = render_faults(json.loads((docs / f"faults-{name}.json").read_text()))
+        elif kind == "plan":
+            body = render_plan_estimate(json.loads((docs / f"plan-{name}.json").read_text()))
         elif kind == "container":
             body = render_key_values(json.loads((docs / f"container-{name}.json").read_text()))
         else:

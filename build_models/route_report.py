@@ -89,3 +89,30 @@ def write_route_plot(data: dict[str, Any], path: Path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def cascade_block(report: dict[str, Any]) -> str:
+    """The cascade the build chose (validation) and what it measured (test), and each candidate's calibration."""
+    cascade = report.get("cascade") or {}
+    if "test" not in cascade:
+        return f"(no cascade in this build{': ' + cascade['error'] if 'error' in cascade else ''})"
+    valid, test = cascade["validation"], cascade["test"]
+    then_row: dict[str, Any] = next((r for r in report["rows"] if r["variant"] == cascade["then"]), {})
+    then_ms, then_f1 = test["then_mean_ms"], then_row.get("f1")
+    lines = [f"- chosen on {valid['images']} validation images: `{cascade['first']}` answers, `{cascade['then']}` "
+             f"when the first's calibrated top probability is below {cascade['threshold']:.4f}; expected F1 "
+             f"{valid['f1']:.4f} (the accurate one alone: {valid['then_f1']:.4f}; tolerance "
+             f"{valid['tolerance'] * 100:.1f} points, {'met' if valid['target_met'] else 'NOT met'}) at "
+             f"{valid['expected_mean_ms']:.2f} ms, {valid['escalation_rate']:.1%} escalated",
+             f"- measured on {test['images']} test images: F1 **{test['f1']:.4f}** [{test['f1_ci95'][0]:.3f}, "
+             f"{test['f1_ci95'][1]:.3f}] against `{cascade['then']}` alone "
+             f"{'n/a' if then_f1 is None else format(then_f1, '.4f')} "
+             f"({'n/a' if then_f1 is None else format((test['f1'] - then_f1) * 100, '+.2f')} points), mean "
+             f"end-to-end **{test['mean_ms']:.2f} ms** against {then_ms:.2f} ms "
+             f"(**{test['mean_ms'] / then_ms:.0%}** of it), {test['escalation_rate']:.1%} escalated; "
+             f"{test['latency_basis']}", "",
+             "| variant | validation ECE | temperature | ECE at that temperature |", "|---|---|---|---|"]
+    for name, calibration in (report.get("calibration") or {}).items():
+        lines.append(f"| {name} | {calibration['ece']:.4f} | {calibration['temperature']:g} | "
+                     f"{calibration['ece_calibrated']:.4f} |")
+    return "\n".join(lines)

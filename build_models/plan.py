@@ -178,6 +178,21 @@ def latency_phase(inputs: PlanInputs, reference: dict[str, Any]) -> Phase:
                  len(inputs.variants) * runs * per_run, "estimated")
 
 
+def cascade_phase(inputs: PlanInputs, reference: dict[str, Any]) -> Phase:
+    """Every cascade candidate (plain and the variants that are not lossless copies of it) scores the
+    validation images once."""
+    images = min(int(inputs.profile.options.get("cascade_val_images", 1000)), inputs.split_sizes["val"])
+    seconds = 0.0
+    for name in inputs.variants:
+        measured = reference.get("variants", {}).get(name)
+        if measured is None or (measured.get("lossless") and name != "plain"):
+            continue
+        per_image = measured["eval_s"] / max(1, measured["eval_images"])
+        seconds += images * per_image * (1.0 if name in STUDENTS else _scale(inputs, reference))
+    return Phase("cascade", f"candidates score {images} validation images; calibration, pair and threshold",
+                 seconds, "estimated")
+
+
 def make_plan(inputs: PlanInputs, machine: str, reference: dict[str, Any] | None = None) -> BuildPlan:
     reference = load_reference(inputs.profile.name) if reference is None else reference
     plan = BuildPlan(inputs.profile.name, machine, inputs.precision, inputs.image_size)
@@ -190,6 +205,7 @@ def make_plan(inputs: PlanInputs, machine: str, reference: dict[str, Any] | None
         plan.phases.append(training_phase(inputs))
     plan.phases.extend(variant_phase(name, inputs, reference) for name in inputs.variants)
     plan.phases.append(latency_phase(inputs, reference))
+    plan.phases.append(cascade_phase(inputs, reference))
     plan.hints = hints_for(plan, inputs)
     return plan
 

@@ -12,6 +12,9 @@ def measured_minutes(phase: str, data: dict[str, Any]) -> float | None:
         return (base.get("teacher") or {}).get("minutes")
     if phase == "base training":
         return base.get("training", {}).get("minutes")
+    if phase == "cascade":
+        seconds = (data.get("cascade") or {}).get("seconds")
+        return None if seconds is None else seconds / 60
     if phase == "latency table":
         seconds = data.get("latency", {}).get("seconds")
         return None if seconds is None else seconds / 60

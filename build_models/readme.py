@@ -156,6 +156,10 @@ def regenerate(readme: str, docs: Path) -> str:
             body = render_probes(json.loads((docs / f"probes-{name}.json").read_text()))
         elif kind == "faults":
             body = render_faults(json.loads((docs / f"faults-{name}.json").read_text()))
+        elif kind == "cmd1":
+            timing = json.loads((docs / f"cmd1-{name}.json").read_text())
+            body = (f"**{timing['seconds'] / 60:.1f} min** ({timing['seconds']} s; CPU {timing['cpu']}, flags "
+                    f"{timing['flags']}, {timing['cores']} cores)")
         elif kind == "plan":
             body = render_plan_estimate(json.loads((docs / f"plan-{name}.json").read_text()))
         elif kind == "container":

@@ -1,0 +1,22 @@
+#!/bin/bash
+# README command 1 on a fresh clone of this checkout, timed from `python3 -m venv` to /health/ready 200.
+# Usage: deploy/command1_timing.sh LABEL   -> docs/cmd1-LABEL.json (run it with nothing else on the machine)
+set -u
+label=${1:?label, e.g. offline}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=$(dirname "$repo")/cmd1-fresh
+rm -rf "$work" && git clone -q "$repo" "$work" && cd "$work"
+start=$(date +%s)
+( python3 -m venv .venv && .venv/bin/pip install -q -e ".[build]" && .venv/bin/python -m service --build-if-missing ) \
+  > "$work.log" 2>&1 &
+until curl -sf -o /dev/null http://127.0.0.1:8000/health/ready; do
+  sleep 10
+  if ! kill -0 $! 2>/dev/null; then echo "command 1 exited before it was ready; see $work.log"; exit 1; fi
+done
+seconds=$(( $(date +%s) - start ))
+pkill -f "python -m service --build-if-missing"
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx512_bf16|amx_bf16)$' | tr '\n' ' ')
+model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)
+printf '{"seconds": %d, "cpu": "%s", "flags": "%s", "cores": %d, "profile": "%s"}\n' "$seconds" "$model" \
+  "${flags% }" "$(nproc)" "$label" > "$repo/docs/cmd1-$label.json"
+echo "ready after $seconds s ($(( seconds / 60 )) min); wrote docs/cmd1-$label.json"

@@ -25,6 +25,7 @@ WORK_KEYS = {"distilled-resnet18": ("distill_images", "distill_epochs", "distill
              "distilled-lite0": ("lite0_images", "lite0_epochs", "lite0_resolution"),
              "pruned-structured": ("prune_recovery_epochs",)}
 STUDENTS = ("distilled-resnet18", "distilled-lite0")  # their training does not scale with the base model's size
+NOT_THE_BASE = (*STUDENTS, "resnet18-int8", "lite0-int8")  # variants whose model is not the base ViT
 UNKNOWN_VARIANT_SECONDS = 60.0  # a variant the reference build did not have
 
 
@@ -70,10 +71,17 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+# Profiles without a reference build of their own: the closest one measured (the hub and seed base models are
+# ViT-B/16, whose exact architecture the vit-base profile builds every variant of).
+REFERENCE_OF = {"hub": "vit-base", "seed": "vit-base"}
+
+
 def load_reference(profile: str, path: Path = REFERENCE_FILE) -> dict[str, Any]:
-    """The profile's own reference build, else the offline one (scaled by the base model's measured cost)."""
+    """The profile's own reference build, else the closest one, else the offline one (scaled by the base
+    model's measured cost)."""
     references = json.loads(path.read_text()) if path.exists() else {}
-    reference: dict[str, Any] = references.get(profile) or references.get("offline") or {}
+    reference: dict[str, Any] = (references.get(profile) or references.get(REFERENCE_OF.get(profile, ""))
+                                 or references.get("offline") or {})
     return reference
 
 
@@ -110,6 +118,30 @@ def training_phase(inputs: PlanInputs) -> Phase:
                  "measured")
 
 
+def partial_phase(inputs: PlanInputs) -> Phase:
+    """Caching the frozen prefix's states (one forward per image), then epochs over the trained tail
+    (forward and backward: about three forwards of its share of the layers per image and epoch)."""
+    partial, costs = inputs.profile.partial, inputs.costs
+    assert partial is not None and costs is not None
+    train = min(partial.train_images or inputs.split_sizes["train"], inputs.split_sizes["train"])
+    images = train + min(partial.val_images, inputs.split_sizes["val"])
+    layers = int(inputs.profile.options.get("num_hidden_layers", 12))
+    tail = partial.epochs * train * 3 * partial.trainable_blocks / layers
+    seconds = (images + tail) * costs.forward_ms_per_image / 1000
+    return Phase("base training", f"cache states of {images} images, then {partial.epochs:g} epochs over the last "
+                 f"{partial.trainable_blocks} blocks", seconds, "estimated")
+
+
+def _eval_seconds_per_image(name: str, measured: dict[str, Any], inputs: PlanInputs,
+                            reference: dict[str, Any]) -> float:
+    """The reference's per-image evaluation time (decode, preprocessing, forward), with the base model's
+    forward replaced by this one's, measured, for variants of the base model."""
+    per_image = float(measured["eval_s"]) / max(1, measured["eval_images"])
+    if name in NOT_THE_BASE or inputs.costs is None or not reference.get("forward_ms_per_image"):
+        return per_image
+    return max(per_image, per_image + (inputs.costs.forward_ms_per_image - reference["forward_ms_per_image"]) / 1000)
+
+
 def _scale(inputs: PlanInputs, reference: dict[str, Any]) -> float:
     """How much slower this machine runs this profile's base model than the reference machine ran its own."""
     if inputs.costs is None or not reference.get("forward_ms_per_image"):
@@ -144,20 +176,19 @@ def variant_phase(name: str, inputs: PlanInputs, reference: dict[str, Any]) -> P
     if inputs.profile.lossless_eval_limit and measured.get("lossless"):
         images = min(images, inputs.profile.lossless_eval_limit)
     scale = _scale(inputs, reference)
-    evaluation = measured["eval_s"] * images / max(1, measured["eval_images"])
+    evaluation = images * _eval_seconds_per_image(name, measured, inputs, reference)
     build = measured["build_s"]
     keys = WORK_KEYS.get(name, ())
-    if keys:
-        train = inputs.split_sizes["train"]
-        build *= _work(inputs.profile.options, keys, inputs.image_size, train) / max(
-            1e-9, _work(measured.get("options", {}), keys, reference.get("image_size") or inputs.image_size,
-                        reference.get("train_images") or train))
+    reference_work = _work(measured.get("options", {}), keys, reference.get("image_size") or inputs.image_size,
+                           reference.get("train_images") or inputs.split_sizes["train"]) if keys else 0.0
+    if reference_work > 0:  # a reference that did none of this work (0 epochs) leaves the build as it was
+        build *= _work(inputs.profile.options, keys, inputs.image_size, inputs.split_sizes["train"]) / reference_work
     if name in STUDENTS:
         teacher_images = inputs.profile.options.get(keys[0]) or inputs.split_sizes["train"]
         forward_ms = inputs.costs.forward_ms_per_image if inputs.costs else 0.0
         build += teacher_images * forward_ms / 1000
-    else:
-        build, evaluation = build * scale, evaluation * scale
+    elif name not in NOT_THE_BASE:
+        build *= scale
     return Phase(name, f"build + evaluation on {images} test images", build + evaluation, "estimated")
 
 
@@ -173,7 +204,9 @@ def teacher_phase(inputs: PlanInputs, reference: dict[str, Any]) -> Phase | None
 
 def latency_phase(inputs: PlanInputs, reference: dict[str, Any]) -> Phase:
     runs = inputs.profile.latency_runs
-    per_run = reference.get("latency_s_per_variant_run", 0.05) * _scale(inputs, reference)
+    forward_s = (inputs.costs.forward_ms_per_image - reference.get("forward_ms_per_image", 0.0)) / 1000 \
+        if inputs.costs and reference.get("forward_ms_per_image") else 0.0
+    per_run = reference.get("latency_s_per_variant_run", 0.05) + max(0.0, forward_s) * 3  # both modes, warm-up
     return Phase("latency table", f"{len(inputs.variants)} variants x {runs} timed runs",
                  len(inputs.variants) * runs * per_run, "estimated")
 
@@ -187,8 +220,7 @@ def cascade_phase(inputs: PlanInputs, reference: dict[str, Any]) -> Phase:
         measured = reference.get("variants", {}).get(name)
         if measured is None or (measured.get("lossless") and name != "plain"):
             continue
-        per_image = measured["eval_s"] / max(1, measured["eval_images"])
-        seconds += images * per_image * (1.0 if name in STUDENTS else _scale(inputs, reference))
+        seconds += images * _eval_seconds_per_image(name, measured, inputs, reference)
     return Phase("cascade", f"candidates score {images} validation images; calibration, pair and threshold",
                  seconds, "estimated")
 
@@ -201,6 +233,8 @@ def make_plan(inputs: PlanInputs, machine: str, reference: dict[str, Any] | None
         plan.phases.append(teacher)
     if inputs.base_built:
         plan.phases.append(Phase("base training", "already built with the same inputs", 0.0, "done"))
+    elif inputs.costs is not None and inputs.profile.partial is not None:
+        plan.phases.append(partial_phase(inputs))
     elif inputs.costs is not None and inputs.profile.train.epochs:
         plan.phases.append(training_phase(inputs))
     plan.phases.extend(variant_phase(name, inputs, reference) for name in inputs.variants)
@@ -214,7 +248,7 @@ def hints_for(plan: BuildPlan, inputs: PlanInputs) -> list[str]:
     if plan.total_seconds <= BUDGET_MINUTES * 60:
         return []
     hints = [f"estimated {plan.total_seconds / 60:.0f} min, over the {BUDGET_MINUTES:.0f}-minute budget:"]
-    if inputs.precision == "fp32" and not inputs.base_built:
+    if inputs.precision == "fp32" and any(p.name == "base training" and p.basis == "measured" for p in plan.phases):
         hints.append("this CPU trains fastest in fp32; a CPU with AMX trains in bf16 about 1.5-2x faster")
     hints.append("`--device cuda` trains and evaluates the torch variants on a GPU")
     slow = sorted(plan.phases, key=lambda p: p.seconds, reverse=True)[:2]

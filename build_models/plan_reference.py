@@ -15,10 +15,12 @@ from typing import Any
 
 from build_models.build_keys import ABSENT
 from build_models.plan import REFERENCE_FILE
+from build_models.preprocessing import PreprocessConfig
 
 
-def reference_of(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The reference record of one built artifacts folder (its manifest, as a dict)."""
+def reference_of(manifest: dict[str, Any], image_size: int | None = None) -> dict[str, Any]:
+    """The reference record of one built artifacts folder (its manifest, as a dict; ``image_size``: its base
+    model's input size when the manifest's plan does not say)."""
     costs = manifest.get("step_costs") or {}
     split = manifest["dataset"]["split"]
     base = manifest.get("base_model", {})
@@ -26,7 +28,7 @@ def reference_of(manifest: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "cpu": manifest["machine"]["model"], "flags": manifest["machine"]["flags"],
         "forward_ms_per_image": costs.get("forward_ms_per_image"),
-        "image_size": manifest.get("plan", {}).get("image_size"),
+        "image_size": manifest.get("plan", {}).get("image_size") or image_size,
         "train_images": split["train"]["count"],
         "variants": {name: _variant_record(entry) for name, entry in manifest["variants"].items()
                      if entry.get("status") == "ok" and "eval_seconds" in entry},
@@ -53,7 +55,8 @@ def _variant_record(entry: dict[str, Any]) -> dict[str, Any]:
 def write_reference(artifacts: Path, out: Path = REFERENCE_FILE) -> dict[str, Any]:
     manifest = json.loads((artifacts / "manifest.json").read_text())
     references = json.loads(out.read_text()) if out.exists() else {}
-    references[manifest["profile"]] = reference_of(manifest)
+    base = PreprocessConfig.from_dir(artifacts / "base")
+    references[manifest["profile"]] = reference_of(manifest, base.height)
     out.write_text(json.dumps(references, indent=1, sort_keys=True) + "\n")
     return references
 

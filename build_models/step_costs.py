@@ -10,6 +10,7 @@ resumed build keeps the precision, and so the model, it started with.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from build_models.hardware import cpu_facts
 from build_models.training import TrainConfig
 
 BF16_MIN_SPEEDUP = 1.25  # bf16 only where it is clearly faster: a choice near 1.0 could flip between runs
-WARMUP_STEPS, TIMED_STEPS = 2, 4
+WARMUP_STEPS, TIMED_STEPS = 2, 5
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ def measure_step_costs(model: Any, config: TrainConfig, sizes: list[int], precis
             labels = torch.randint(0, 2, (config.batch_size,), generator=generator)
             seconds.setdefault(precision, {})[size] = _timed(
                 lambda x=x, labels=labels, p=precision: _synthetic_step(objective, optimizer, config, x, labels, p))
+    for size in sizes:  # every step also prepares its batch: decode-free, but crops, jitter and teacher targets
+        batch = _batch_seconds(objective, config, size, image_size, feature_dims)
+        for by_size in seconds.values():
+            by_size[size] += batch
     objective.finish()
     return StepCosts(seconds, _forward_ms(objective.model, image_size), config.batch_size)
 
@@ -93,13 +98,43 @@ def _synthetic_step(objective: Any, optimizer: Any, config: TrainConfig, x: Any,
     optimizer.step()
 
 
+def _batch_seconds(objective: Any, config: TrainConfig, size: int, image_size: int,
+                   feature_dims: tuple[int | None, int | None]) -> float:
+    """``_student_batch`` on random pixels and, with a teacher, random cached maps of the real shapes."""
+    import numpy as np
+    import torch
+
+    from build_models.preprocessing import PreprocessConfig
+    from build_models.teacher import DistillTargets
+    from build_models.training import TrainData, _student_batch
+
+    rng = np.random.default_rng(0)
+    count = 2 * config.batch_size
+    data = TrainData(rng.integers(0, 255, (count, image_size, image_size, 3), dtype=np.uint8),
+                     rng.integers(0, 2, count), np.zeros((0, image_size, image_size, 3), np.uint8),
+                     np.zeros(0, np.int64), PreprocessConfig(image_size, image_size))
+    if feature_dims[0] is not None:
+        channels, tap = feature_dims[0], feature_dims[1] or 1
+        data.targets = DistillTargets(
+            rng.random((count, channels, 7, 7)).astype(np.float16), torch.zeros(2, channels), torch.zeros(2),
+            torch.zeros(channels), torch.ones(channels), rng.random((count, tap, 7, 7)).astype(np.float16),
+            torch.zeros(tap), torch.ones(tap))
+    grid = objective.grid_at(None if size == image_size else size)
+    resize = None if size == image_size else size
+    return _timed(lambda: _student_batch(data, config, 0, 2, grid, resize, torch.device("cpu")))
+
+
 def _timed(step: Any) -> float:
+    """The median of TIMED_STEPS runs after WARMUP_STEPS: one slow step (a page fault, a neighbour) is not
+    multiplied by thousands."""
     for _ in range(WARMUP_STEPS):
         step()
-    started = time.perf_counter()
+    times = []
     for _ in range(TIMED_STEPS):
+        started = time.perf_counter()
         step()
-    return (time.perf_counter() - started) / TIMED_STEPS
+        times.append(time.perf_counter() - started)
+    return float(statistics.median(times))
 
 
 def _forward_ms(model: Any, size: int) -> float:
@@ -109,11 +144,9 @@ def _forward_ms(model: Any, size: int) -> float:
     model.eval()
     x = torch.randn(batch, 3, size, size)
     with torch.inference_mode():
-        model(pixel_values=x)
-        started = time.perf_counter()
-        model(pixel_values=x)
+        seconds = _timed(lambda: model(pixel_values=x))
     model.train()
-    return (time.perf_counter() - started) * 1000 / batch
+    return seconds * 1000 / batch
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ def statuses(*errors: type[Exception], extra: tuple[int, ...] = ()) -> set[int]:
 V2_MODEL = statuses(*LOOKUP, extra=(DRAINING,))
 EXPECTED: dict[tuple[str, str], set[int]] = {
     ("post", "/predict/{variant}"): statuses(*INFERENCE, extra=(BODY_TOO_LARGE, DRAINING)),
+    ("post", "/predict/auto"): statuses(*INFERENCE, extra=(BODY_TOO_LARGE, DRAINING)),
+    ("post", "/predict/cascade"): statuses(*INFERENCE, extra=(BODY_TOO_LARGE, DRAINING)),
     ("post", "/v2/models/{model}/infer"): statuses(
         *(error for error in INFERENCE if error is not UnsupportedMediaTypeError), extra=(BODY_TOO_LARGE, DRAINING)),
     ("get", "/v2/models/{model}"): V2_MODEL,

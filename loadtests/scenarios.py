@@ -16,6 +16,7 @@ get a 4xx JSON error, and nothing may get a 5xx. Each writes summary JSON under 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -108,11 +109,12 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def five_hundreds(summary: dict[str, Any], out: Path) -> int:
-    """Responses with a 5xx status, from Locust's failure log."""
+    """Responses with a 5xx status, from Locust's failure log (one row per distinct error, with its count)."""
     failures = out / summary["scenario"] / "locust_failures.csv"
     if not failures.exists():
         return 0
-    return sum(1 for line in failures.read_text().splitlines() if "HTTP 5" in line)
+    with open(failures, newline="") as handle:
+        return sum(int(row["Occurrences"]) for row in csv.DictReader(handle) if "HTTP 5" in row["Error"])
 
 
 def write_result(args: argparse.Namespace, scenario: str, command: str, table: list[dict[str, Any]],

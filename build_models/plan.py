@@ -173,7 +173,7 @@ def variant_phase(name: str, inputs: PlanInputs, reference: dict[str, Any]) -> P
     if measured is None:
         return Phase(name, "no reference measurement: a rough guess", UNKNOWN_VARIANT_SECONDS, "estimated")
     images = inputs.profile.eval_limit or inputs.split_sizes["test"]
-    if inputs.profile.lossless_eval_limit and measured.get("lossless"):
+    if inputs.profile.lossless_eval_limit and measured.get("lossless") and name != "plain":
         images = min(images, inputs.profile.lossless_eval_limit)
     scale = _scale(inputs, reference)
     evaluation = images * _eval_seconds_per_image(name, measured, inputs, reference)

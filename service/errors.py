@@ -28,7 +28,7 @@ from service.batching import (
     WorkerRestartedError,
 )
 from service.inputs import BodyTimeoutError
-from service.routing import ImpossibleConstraintError, NoVariantWithinBudgetError
+from service.routing import ImpossibleConstraintError, NoCascadeError, NoVariantWithinBudgetError
 from service.v2_protocol import InferenceRequestError
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (ArtifactIntegrityError, 503, "artifact_integrity"),
     (ManifestError, 503, "manifest_unavailable"),
     (ImpossibleConstraintError, 422, "impossible_constraints"),
+    (NoCascadeError, 404, "no_cascade"),
     (NoVariantWithinBudgetError, 503, "no_variant_within_budget"),
     (WorkerRestartedError, 503, "worker_restarted"),
     (ServiceStoppingError, 503, "service_stopping"),

@@ -30,6 +30,10 @@ class NoVariantWithinBudgetError(QueueFullError):
     """Some variant could meet the constraints, but none can now: every one is too busy (503, Retry-After)."""
 
 
+class NoCascadeError(VitserveError):
+    """The build chose no cascade (fewer than two scored variants): there is none to serve (404)."""
+
+
 @dataclass(frozen=True)
 class VariantFigures:
     """What the build measured for one variant on this host."""

@@ -18,6 +18,10 @@ def test_every_block_has_a_report_and_a_hand_edit_is_caught():
             assert json.loads((ROOT / "docs" / f"load-{name}.json").read_text())["scenario"] == name
         elif kind == "container":
             assert json.loads((ROOT / "docs" / f"container-{name}.json").read_text())["image_size_mb"] > 0
+        elif kind == "plan":
+            assert json.loads((ROOT / "docs" / f"plan-{name}.json").read_text())["total_minutes"] > 0
+        elif kind == "cmd1":
+            assert json.loads((ROOT / "docs" / f"cmd1-{name}.json").read_text())["seconds"] > 0
         else:
             assert json.loads((ROOT / "docs" / f"report-{name}.json").read_text())["profile"] == name
     table = next(body for _, kind, profile, body, _ in blocks if (kind, profile) == ("table", "offline"))

@@ -13,21 +13,21 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from build_models.errors import VariantUnavailableError
 from build_models.preprocessing import softmax
 from service.dependencies import get_registry
 from service.inputs import prepare_payloads, read_within
 from service.registry import ServingRegistry
 from service.routers.predict import BODY, ERRORS, Prediction, _admit, _counted, _image_bytes
+from service.routing import NoCascadeError
 
 router = APIRouter(tags=["predict"])
 
 
 def cascade_of(registry: ServingRegistry) -> dict[str, Any]:
-    """The build's cascade, when both of its variants serve; else 503."""
+    """The build's cascade, when both of its variants serve; 404 when it chose none, 503 when one is down."""
     cascade = registry.manifest.data.get("cascade") or {}
     if "first" not in cascade:
-        raise VariantUnavailableError("cascade", "the build chose no cascade")
+        raise NoCascadeError("this build chose no cascade (it needs two variants with a measured F1 and latency)")
     for name in (cascade["first"], cascade["then"]):
         registry.get(name)  # 503 when one of the pair does not serve
     return cascade

@@ -164,9 +164,11 @@ def _work(options: dict[str, Any], keys: tuple[str, ...], image_size: int, train
     return work
 
 
-def variant_phase(name: str, inputs: PlanInputs, reference: dict[str, Any]) -> Phase:
+def variant_phase(name: str, inputs: PlanInputs, reference: dict[str, Any],
+                  teacher_passes: set[tuple[Any, ...]] | None = None) -> Phase:
     """A variant's build and evaluation, from the reference build's time for it, scaled by this machine's speed
-    on this base model and by the work its options ask for; students add their teacher's one pass."""
+    on this base model and by the work its options ask for. A student adds the ViT's one pass over its photos,
+    once per (photos, resolution): students with the same ones share the cached logits."""
     measured = reference.get("variants", {}).get(name)
     if name in inputs.variants_built:
         return Phase(name, "already built with the same inputs", 0.0, "done")
@@ -175,21 +177,35 @@ def variant_phase(name: str, inputs: PlanInputs, reference: dict[str, Any]) -> P
     images = inputs.profile.eval_limit or inputs.split_sizes["test"]
     if inputs.profile.lossless_eval_limit and measured.get("lossless") and name != "plain":
         images = min(images, inputs.profile.lossless_eval_limit)
-    scale = _scale(inputs, reference)
     evaluation = images * _eval_seconds_per_image(name, measured, inputs, reference)
-    build = measured["build_s"]
+    build = float(measured["build_s"]) - float(measured.get("teacher_s", 0.0))
     keys = WORK_KEYS.get(name, ())
     reference_work = _work(measured.get("options", {}), keys, reference.get("image_size") or inputs.image_size,
                            reference.get("train_images") or inputs.split_sizes["train"]) if keys else 0.0
     if reference_work > 0:  # a reference that did none of this work (0 epochs) leaves the build as it was
         build *= _work(inputs.profile.options, keys, inputs.image_size, inputs.split_sizes["train"]) / reference_work
     if name in STUDENTS:
-        teacher_images = inputs.profile.options.get(keys[0]) or inputs.split_sizes["train"]
-        forward_ms = inputs.costs.forward_ms_per_image if inputs.costs else 0.0
-        build += teacher_images * forward_ms / 1000
+        build += _teacher_pass_seconds(keys, inputs, reference, set() if teacher_passes is None else teacher_passes)
     elif name not in NOT_THE_BASE:
-        build *= scale
+        build *= _scale(inputs, reference)
     return Phase(name, f"build + evaluation on {images} test images", build + evaluation, "estimated")
+
+
+def _teacher_pass_seconds(keys: tuple[str, ...], inputs: PlanInputs, reference: dict[str, Any],
+                          done: set[tuple[Any, ...]]) -> float:
+    """The base model's one pass over a student's photos, unless an earlier student's pass is reused."""
+    options = inputs.profile.options
+    photos = options.get(keys[0]) or inputs.split_sizes["train"]
+    resolution = options.get(keys[2]) or inputs.image_size
+    if (photos, resolution) in done:
+        return 0.0
+    done.add((photos, resolution))
+    per_image = reference.get("student_teacher_s_per_image")
+    if per_image:  # measured on the reference machine, at its resolution
+        area = (resolution / reference["student_teacher_resolution"]) ** 2
+        return float(photos * per_image * area * _scale(inputs, reference))
+    forward_ms = inputs.costs.forward_ms_per_image if inputs.costs else 0.0
+    return float(photos * forward_ms / 1000 * (resolution / inputs.image_size) ** 2)
 
 
 def teacher_phase(inputs: PlanInputs, reference: dict[str, Any]) -> Phase | None:
@@ -237,7 +253,8 @@ def make_plan(inputs: PlanInputs, machine: str, reference: dict[str, Any] | None
         plan.phases.append(partial_phase(inputs))
     elif inputs.costs is not None and inputs.profile.train.epochs:
         plan.phases.append(training_phase(inputs))
-    plan.phases.extend(variant_phase(name, inputs, reference) for name in inputs.variants)
+    teacher_passes: set[tuple[Any, ...]] = set()
+    plan.phases.extend(variant_phase(name, inputs, reference, teacher_passes) for name in inputs.variants)
     plan.phases.append(latency_phase(inputs, reference))
     plan.phases.append(cascade_phase(inputs, reference))
     plan.hints = hints_for(plan, inputs)

@@ -38,6 +38,11 @@ def reference_of(manifest: dict[str, Any], image_size: int | None = None) -> dic
         images = sum(split[s]["count"] for s in ("train", "val", "test")) + 2 * check
         record.update(teacher_ms_per_image=round(teacher["minutes"] * 60_000 / images, 3),
                       teacher_resolution=teacher["config"]["resolution"])
+    for entry in manifest["variants"].values():  # the students' one pass of the base model over their photos
+        logits = entry.get("build", {}).get("distillation", {}).get("teacher_logits") or {}
+        if logits and not logits.get("reused") and logits.get("minutes"):
+            record.update(student_teacher_s_per_image=round(logits["minutes"] * 60 / logits["key"]["images"], 5),
+                          student_teacher_resolution=logits["key"]["resolution"][0])
     latency = manifest.get("latency", {})
     runs = latency.get("config", {}).get("runs")
     if latency.get("seconds") and runs:
@@ -48,7 +53,9 @@ def reference_of(manifest: dict[str, Any], image_size: int | None = None) -> dic
 def _variant_record(entry: dict[str, Any]) -> dict[str, Any]:
     options = {key: value for key, value in entry.get("build_inputs", {}).get("options", {}).items()
                if value != ABSENT}
-    return {"build_s": entry["build_seconds"], "eval_s": entry["eval_seconds"],
+    logits = entry.get("build", {}).get("distillation", {}).get("teacher_logits") or {}
+    teacher_s = 0.0 if logits.get("reused") or not logits.get("minutes") else logits["minutes"] * 60
+    return {"build_s": entry["build_seconds"], "teacher_s": round(teacher_s, 1), "eval_s": entry["eval_seconds"],
             "eval_images": entry["metrics"]["count"], "lossless": bool(entry.get("lossless")), "options": options}
 
 

@@ -61,10 +61,25 @@ def test_other_phases_scale_the_reference_by_this_machine_and_by_the_work_asked(
     # evaluated image costs the reference's 10 ms plus the 1 ms the forward pass is slower.
     assert by_name["onnx"].seconds == pytest.approx(2 * 10.0 + 2000 * (0.010 + 0.001))
     # The offline student: 4,000 images at 128 px, 1 epoch, as the reference: same training, plus the ViT teacher's
-    # one pass over 4,000 images at 2 ms; its evaluation does not scale with the ViT.
-    assert by_name["distilled-lite0"].seconds == pytest.approx(100.0 + 4000 * 2.0 / 1000 + 10.0)
+    # one pass over 4,000 images at 2 ms per 96 px image (the reference recorded no pass of its own), scaled to
+    # 128 px; its evaluation does not scale with the ViT.
+    assert by_name["distilled-lite0"].seconds == pytest.approx(100.0 + 4000 * 2.0 / 1000 * (128 / 96) ** 2 + 10.0)
     assert by_name["teacher"].seconds == pytest.approx((6400 + 1000 + 2000 + 2 * 1000) * 10.0 / 1000)
     assert plan.total_seconds == pytest.approx(sum(p.seconds for p in plan.phases))
+
+
+def test_students_with_the_same_photos_share_one_teacher_pass():
+    reference = {**REFERENCE, "student_teacher_s_per_image": 0.2, "student_teacher_resolution": 224,
+                 "variants": {name: {"build_s": 60.0, "teacher_s": 20.0, "eval_s": 0.0, "eval_images": 100,
+                                     "options": {}} for name in ("distilled-resnet18", "distilled-lite0")}}
+    profile = get_profile("hub")
+    shared = PlanInputs(profile=profile, split_sizes=SPLIT, variants=["distilled-resnet18", "distilled-lite0"],
+                        costs=costs(0.4, 0.2, forward_ms=1.0), precision="fp32", image_size=224)
+    phases = {p.name: p.seconds for p in make_plan(shared, "m", reference).phases}
+    photos, size = profile.options["distill_images"], profile.options["distill_resolution"]
+    assert (photos, size) == (profile.options["lite0_images"], profile.options["lite0_resolution"])
+    one_pass = photos * 0.2 * (size / 224) ** 2
+    assert phases["distilled-lite0"] == pytest.approx(phases["distilled-resnet18"] - one_pass)
 
 
 def test_built_phases_cost_nothing_and_a_long_plan_says_how_to_shorten_it():

@@ -59,7 +59,7 @@ def test_lossless_variants_are_checked_on_the_stated_subset(manifest: dict, dino
 def test_report_marks_the_subset_scores(dinov2_smoke_artifacts: Path) -> None:
     report = (dinov2_smoke_artifacts / "report.md").read_text()
     onnx_row = next(line for line in report.splitlines() if line.startswith("| onnx |"))
-    assert "(first 50 test images)" in onnx_row
+    assert "(first 50 scored images)" in onnx_row
     plain_row = next(line for line in report.splitlines() if line.startswith("| plain |"))
     assert "first" not in plain_row
 

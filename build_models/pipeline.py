@@ -198,7 +198,7 @@ def settle_and_plan(request: BuildRequest, data: LabelledImages, splits: Splits,
     if profile.eval_limit:
         sizes["test"] = min(sizes["test"], profile.eval_limit)
     inputs = planning.plan_inputs(profile, sizes, names, costs, size,
-                                  {"base": base_built, "variants": done})
+                                  {"base": base_built, "variants": done}, trains)
     plan = make_plan(inputs, planning.machine_line())
     planning.print_plan(plan)
     manifest.data["plan"] = plan.as_dict()

@@ -97,6 +97,7 @@ class PlanInputs:
     base_built: bool = False
     variants_built: tuple[str, ...] = ()
     image_size: int = 224
+    base_trains: bool = True  # False: the base model is used as is (a checkpoint already labelled cat/dog)
 
 
 def training_phase(inputs: PlanInputs) -> Phase:
@@ -249,9 +250,10 @@ def make_plan(inputs: PlanInputs, machine: str, reference: dict[str, Any] | None
         plan.phases.append(teacher)
     if inputs.base_built:
         plan.phases.append(Phase("base training", "already built with the same inputs", 0.0, "done"))
-    elif inputs.costs is not None and inputs.profile.partial is not None:
+    elif inputs.base_trains and inputs.costs is not None and inputs.profile.partial is not None:
         plan.phases.append(partial_phase(inputs))
-    elif inputs.costs is not None and inputs.profile.train.epochs:
+    elif inputs.base_trains and inputs.profile.train.epochs and inputs.costs is not None \
+            and inputs.precision in inputs.costs.seconds:
         plan.phases.append(training_phase(inputs))
     teacher_passes: set[tuple[Any, ...]] = set()
     plan.phases.extend(variant_phase(name, inputs, reference, teacher_passes) for name in inputs.variants)

@@ -23,7 +23,8 @@ TEACHER_FEATURE_DIMS = (1280, 112)  # EfficientNet-Lite0's last map and its tap 
 
 
 def _trains_here(profile: BuildProfile, needs_training: bool) -> bool:
-    return needs_training and profile.partial is None and bool(profile.train.epochs)
+    """Whether the base model is trained in this build (a full run, or its last blocks on cached states)."""
+    return needs_training and (profile.partial is not None or bool(profile.train.epochs))
 
 
 def measured_costs(request: BuildRequest, label_names: list[str], work_dir: Path) -> tuple[StepCosts | None, bool, int]:
@@ -36,9 +37,10 @@ def measured_costs(request: BuildRequest, label_names: list[str], work_dir: Path
     trains = _trains_here(profile, loaded.needs_training)
     if request.device != "cpu":
         return None, trains, size
-    sizes = training_sizes(profile.train, size) if trains else []
-    precisions = (["fp32", "bf16"] if profile.train.precision == "auto" else [profile.train.precision]) if trains \
-        else []
+    steps_here = trains and profile.partial is None  # the partial fine-tune is estimated from forward passes
+    sizes = training_sizes(profile.train, size) if steps_here else []
+    precisions = (["fp32", "bf16"] if profile.train.precision == "auto" else [profile.train.precision]) \
+        if steps_here else []
     key = dict(costs_key(profile.base_model, profile.train, sizes, request.threads.resolved().torch_intra_op),
                precisions=precisions)
     remembered = RememberedCosts(work_dir / "step-costs.json")
@@ -75,11 +77,11 @@ def print_plan(plan: BuildPlan) -> None:
 
 
 def plan_inputs(profile: BuildProfile, split_sizes: dict[str, int], variants: list[str], costs: StepCosts | None,
-                size: int, built: dict[str, Any]) -> PlanInputs:
+                size: int, built: dict[str, Any], trains: bool) -> PlanInputs:
     precision = profile.train.precision if profile.train.precision != "auto" else "fp32"
     return PlanInputs(profile=profile, split_sizes=split_sizes, variants=variants, costs=costs,
                       precision=precision, base_built=built.get("base", False),
-                      variants_built=tuple(built.get("variants", ())), image_size=size)
+                      variants_built=tuple(built.get("variants", ())), image_size=size, base_trains=trains)
 
 
 def choice_line(costs: StepCosts | None, settled: BuildProfile, size: int) -> str | None:

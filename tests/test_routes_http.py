@@ -25,6 +25,7 @@ from tritonclient.utils import InferenceServerException
 from build_models.preprocessing import softmax
 from service.routing import QueueState, VariantFigures, expected_ms
 from tests.live_server import serve
+from tests.test_v2_protocol import _image_input
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_WAIT_MS = 5.0  # the service's default max_wait_ms
@@ -116,18 +117,15 @@ def test_cascade_answers_from_the_first_variant_when_confident_else_escalates(se
                                                                             test_split_jpegs):
     cascade = httpx.get(f"{server}/variants", timeout=10).json()["cascade"]
     assert {"first", "then", "threshold", "validation", "test", "temperatures"} <= set(cascade)
-    escalations = []
     for _, jpeg in test_split_jpegs[:24]:
         answer = _post(server, "/predict/cascade", jpeg).json()
         routing = answer["routing"]
-        escalations.append(routing["escalated"])
         assert routing["escalated"] == (routing["first_calibrated_score"] < cascade["threshold"])
         assert answer["variant"] == (cascade["then"] if routing["escalated"] else cascade["first"])
         direct = _post(server, f"/predict/{answer['variant']}", jpeg).json()
         logits = np.log(np.asarray(list(direct["probabilities"].values())))
         calibrated = softmax((logits / cascade["temperatures"][answer["variant"]])[None])[0]
         np.testing.assert_allclose(list(answer["probabilities"].values()), calibrated, atol=1e-4)
-    assert len(set(escalations)) >= 1
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +133,6 @@ def triton_client(server) -> Iterator[triton.InferenceServerClient]:
     client = triton.InferenceServerClient(server.removeprefix("http://"), concurrency=4, network_timeout=120)
     yield client
     client.close()
-
-
-def _image_input(jpegs: list[bytes]) -> triton.InferInput:
-    tensor = triton.InferInput("IMAGE", [len(jpegs)], "BYTES")
-    tensor.set_data_from_numpy(np.array(jpegs, dtype=np.object_))
-    return tensor
 
 
 def test_v2_auto_and_cascade_models_through_tritonclient(triton_client, routed_artifacts, test_split_jpegs):

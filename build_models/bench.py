@@ -1,165 +1,22 @@
-"""Latency measurement shared by the build report, ``python -m build_models.bench`` and /benchmark."""
+"""``python -m build_models.bench``: time every built variant side by side and rewrite the report."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import io
-import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from PIL import Image
-
-from build_models.predictor import Predictor
-from build_models.preprocessing import decode_image
-
-MODES = ("model", "end_to_end")
-MODE_CHOICES = (*MODES, "both")
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    runs: int = 30  # timed calls per variant and mode, spread over ``rounds``
-    warmup: int = 5
-    batch_size: int = 1
-    mode: str = "both"  # "model", "end_to_end" or "both"
-    rounds: int = 5  # interleaved rounds: every variant is timed in each, so drift hits all alike
-    settle_ms: float = 50.0  # pause before each variant's slice: other runtimes' spinning threads go idle
-
-    @property
-    def modes(self) -> tuple[str, ...]:
-        if self.mode not in MODE_CHOICES:
-            raise ValueError(f"mode must be one of {MODE_CHOICES}")
-        return MODES if self.mode == "both" else (self.mode,)
-
-
-@dataclass
-class LatencyStats:
-    mean_ms: float
-    std_ms: float
-    p10_ms: float
-    p25_ms: float
-    p50_ms: float
-    p75_ms: float
-    p90_ms: float
-    p99_ms: float
-    throughput_ips: float
-    runs: int
-    batch_size: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-
-
-def summarize(durations_s: Sequence[float], batch_size: int) -> LatencyStats:
-    ms = np.asarray(durations_s) * 1000.0
-    p10, p25, p50, p75, p90, p99 = (float(v) for v in np.percentile(ms, [10, 25, 50, 75, 90, 99]))
-    return LatencyStats(
-        mean_ms=float(ms.mean()), std_ms=float(ms.std(ddof=1)) if len(ms) > 1 else 0.0,
-        p10_ms=p10, p25_ms=p25, p50_ms=p50, p75_ms=p75, p90_ms=p90, p99_ms=p99,
-        throughput_ips=float(batch_size * 1000.0 / p50), runs=len(ms), batch_size=batch_size,
-    )
-
-
-def time_calls(call: Callable[[], object], runs: int, warmup: int,
-               guard: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext) -> list[float]:
-    """Durations of ``runs`` calls after ``warmup``; ``guard()`` is held around each call only, so a
-    lock it takes is released between runs (and the wait for it is not timed)."""
-    for _ in range(warmup):
-        with guard():
-            call()
-    durations = []
-    for _ in range(runs):
-        with guard():
-            start = time.perf_counter()
-            call()
-            durations.append(time.perf_counter() - start)
-    return durations
-
-
-def reference_jpeg(image: Image.Image | None = None) -> bytes:
-    """The JPEG that end-to-end mode decodes: a given photo, or a fixed synthetic one."""
-    if image is None:
-        rng = np.random.default_rng(0)
-        image = Image.fromarray(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8))
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def timed_call(predictor: Predictor, mode: str, batch_size: int, jpeg: bytes) -> Callable[[], object]:
-    """'model': forward on a fixed preprocessed batch. 'end_to_end': JPEG bytes to probabilities
-    through the variant's own path (for the pipeline variants, the pipeline call itself)."""
-    if mode == "model":
-        batch = predictor.preprocess([decode_image(jpeg)] * batch_size)
-        return lambda: predictor.forward(batch)
-    if mode == "end_to_end":
-        return lambda: predictor.predict_images([decode_image(jpeg) for _ in range(batch_size)])
-    raise ValueError(f"mode must be one of {MODES}")
-
-
-def benchmark_predictor(predictor: Predictor, config: BenchConfig, jpeg: bytes) -> dict[str, Any]:
-    """One predictor, every mode of ``config``: {mode: stats}."""
-    return benchmark_many({"_": predictor}, config, jpeg)["_"]
-
-
-def _overlaps(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """True when the interquartile ranges overlap: the difference is within this run's noise."""
-    return bool(a["p25_ms"] <= b["p75_ms"] and b["p25_ms"] <= a["p75_ms"])
-
-
-def benchmark_many(
-    predictors: dict[str, Predictor], config: BenchConfig, jpeg: bytes,
-    guard: Callable[[str], AbstractContextManager[Any]] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Every predictor and mode timed in interleaved rounds of one run; medians, spreads, ratios to plain.
-
-    ``guard(name)`` is held around each timed call of that variant (the service passes the
-    variant's lock, so /predict traffic waits at most for one call).
-    """
-    calls = {(name, mode): timed_call(p, mode, config.batch_size, jpeg)
-             for name, p in predictors.items() for mode in config.modes}
-    samples: dict[tuple[str, str], list[float]] = {key: [] for key in calls}
-    rounds = max(1, min(config.rounds, config.runs))
-    for round_index in range(rounds):
-        runs = config.runs // rounds + (1 if round_index < config.runs % rounds else 0)
-        for name in predictors:
-            held = functools.partial(guard, name) if guard else contextlib.nullcontext
-            time.sleep(config.settle_ms / 1000)
-            for mode in config.modes:
-                # One untimed call per slice: the previous variant's runtime (ONNX Runtime, TF and
-                # OpenMP spin-wait) must not be timed as this one's cost.
-                warmup = config.warmup if round_index == 0 else 1
-                samples[name, mode] += time_calls(calls[name, mode], runs, warmup, held)
-    results: dict[str, dict[str, Any]] = {
-        name: {mode: summarize(samples[name, mode], config.batch_size).as_dict() for mode in config.modes}
-        for name in predictors
-    }
-    plain = results.get("plain")
-    for row in results.values():
-        for mode in config.modes:
-            stats = row[mode]
-            stats["speedup_vs_plain"] = round(plain[mode]["p50_ms"] / stats["p50_ms"], 3) if plain else None
-            stats["overlaps_plain"] = _overlaps(stats, plain[mode]) if plain else None
-        if set(MODES) <= set(row):
-            row["service_overhead_ms"] = round(row["end_to_end"]["p50_ms"] - row["model"]["p50_ms"], 3)
-    return results
+from vitcore.timing import MODE_CHOICES, BenchConfig, benchmark_many, reference_jpeg
 
 
 def main(argv: list[str] | None = None) -> int:
-    from build_models.cli import configure_logging
-    from build_models.hardware import machine_record
-    from build_models.loading import load_predictors
-    from build_models.manifest import Manifest
-    from build_models.registry import resolve_selection
-    from build_models.report import write_report
-    from build_models.threads import ThreadSettings
+    from build_models.reporting.report import write_report
+    from vitcore.catalogue import resolve_selection
+    from vitcore.hardware import machine_record
+    from vitcore.loading import load_predictors
+    from vitcore.logs import configure_logging
+    from vitcore.manifest import Manifest
+    from vitcore.threads import ThreadSettings
 
     p = argparse.ArgumentParser(prog="python -m build_models.bench",
                                 description="Measure every built variant side by side and rewrite the report.")
@@ -175,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     configure_logging()
     manifest = Manifest.load(args.artifacts)
-    threads = ThreadSettings(torch_intra_op=args.threads, ort_intra_op=args.threads,
-                             openvino_threads=args.threads, tf_intra_op=args.threads)
+    threads = ThreadSettings.for_every_runtime(args.threads)
     names = [n for n in resolve_selection(args.variants) if manifest.variants.get(n, {}).get("status") == "ok"]
     config = BenchConfig(runs=args.runs, warmup=args.warmup, batch_size=args.batch_size, mode=args.mode,
                          rounds=args.rounds)
@@ -191,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest.data["latency"] = {"config": asdict(config), "results": results,
                                 "machine": machine_record(threads, predictors)}
     if not args.no_floor:
-        from build_models.flops import fp32_floor
+        from build_models.measure.flops import fp32_floor
 
         floor = fp32_floor(args.artifacts / "base", threads=args.threads)
         plain = results.get("plain", {}).get("model", {}).get("p50_ms")

@@ -15,8 +15,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from build_models.manifest import Manifest
-from build_models.registry import VariantSpec
+from vitcore.catalogue import VariantSpec
+from vitcore.hashing import json_digest
+from vitcore.manifest import Manifest
 
 ABSENT = "<absent>"
 
@@ -60,7 +61,7 @@ def build_inputs(spec: VariantSpec, options_read: dict[str, Any], manifest: Mani
 
 
 def key_of(inputs: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+    return json_digest(inputs)
 
 
 def stale_reasons(entry: dict[str, Any], spec: VariantSpec, options: Mapping[str, Any],

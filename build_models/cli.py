@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from build_models.errors import VitserveError
 from build_models.profiles import PROFILE_NAMES, default_profile_name, get_profile
-from build_models.registry import list_variants
-from build_models.threads import ThreadSettings
+from vitcore.catalogue import list_variants
+from vitcore.errors import VitserveError
+from vitcore.logs import configure_logging
+from vitcore.threads import ThreadSettings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,14 +65,6 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-def configure_logging(verbose: bool = False) -> None:
-    """The build's own progress at INFO; third-party loggers (ONNX Runtime's quantizer logs hundreds of
-    INFO lines on the root logger) at WARNING unless ``verbose``."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("build_models").setLevel(logging.INFO)
-
-
 def resolve_device(choice: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one is an error."""
     import torch
@@ -88,21 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.fine_tune and args.profile not in (None, "seed"):
         p.error(f"--fine-tune is the seed profile's fine-tune; it does not combine with --profile {args.profile}")
-    configure_logging(args.verbose)
+    configure_logging(verbose=args.verbose)
     if args.list:
         for name in list_variants():
             print(name)
         return 0
     os.environ.setdefault("USE_TF", "0")  # TensorFlow is imported only by the variant that needs it
-    from build_models.pipeline import BuildRequest, run_build
+    from build_models.pipeline.build import BuildRequest, run_build
 
     profile = get_profile(args.profile or ("seed" if args.fine_tune else default_profile_name())).with_overrides(
         dataset=args.dataset, base_model=args.base_model, train_minutes=args.train_minutes,
         train_epochs=args.train_epochs, train_precision=args.precision, seed=args.seed, limit=args.limit,
         eval_limit=args.eval_limit,
     )
-    threads = ThreadSettings(torch_intra_op=args.threads, ort_intra_op=args.threads,
-                             openvino_threads=args.threads, tf_intra_op=args.threads)
+    threads = ThreadSettings.for_every_runtime(args.threads)
     options = dict(profile.options, **parse_options(args.option))
     if args.student_base:
         options["resnet18_base"] = args.student_base

@@ -7,16 +7,30 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from build_models.data import LabelledImages, Splits, decode_pixels
-from build_models.preprocessing import PreprocessConfig, normalize_uint8
-from build_models.threads import ThreadSettings
-from build_models.training import TrainData
+from build_models.sources.dataset import LabelledImages, Splits, decode_pixels
+from vitcore.preprocessing import PreprocessConfig, normalize_uint8
+from vitcore.threads import ThreadSettings
+
+if TYPE_CHECKING:
+    from build_models.training.loop import DistillTargets, Logits
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    train_pixels: np.ndarray
+    train_labels: np.ndarray
+    val_pixels: np.ndarray
+    val_labels: np.ndarray
+    preprocess: PreprocessConfig
+    teacher: Logits | None = None  # online distillation: called on each augmented batch, under no_grad
+    targets: DistillTargets | None = None  # cached distillation: teacher outputs per (view, train image)
+    teacher_logits: np.ndarray | None = None  # cached distillation: the teacher's logits per train image [N, labels]
 
 
 @dataclass

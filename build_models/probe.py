@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from build_models.partial_finetune import PartialTuneConfig
 from build_models.profiles import PROFILE_NAMES, PROJECT_ROOT, BuildProfile, get_profile
-from build_models.training import TrainConfig
+from build_models.training.loop import TrainConfig
+from build_models.training.partial import PartialTuneConfig
+from vitcore.hashing import json_digest
 
 TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 PARTIAL_FIELDS = {f.name for f in dataclasses.fields(PartialTuneConfig)}
@@ -59,12 +59,12 @@ def probe_config(profile: BuildProfile, steps: int, steps_per_epoch: int, overri
 
 def run_probe(profile: BuildProfile, artifacts: Path, steps: int, overrides: dict[str, Any], label: str,
               device: str = "cpu") -> dict[str, Any]:
-    from build_models.base_model import BaseModelSource, load_base_model
-    from build_models.data import load_labelled_images, make_splits
-    from build_models.hardware import cpu_facts
-    from build_models.pipeline import WORK_DIR, training_inputs
-    from build_models.threads import ThreadSettings
-    from build_models.training import train_classifier
+    from build_models.pipeline.build import WORK_DIR, training_inputs
+    from build_models.sources.base_model import BaseModelSource, load_base_model
+    from build_models.sources.dataset import load_labelled_images, make_splits
+    from build_models.training.loop import train_classifier
+    from vitcore.hardware import cpu_facts
+    from vitcore.threads import ThreadSettings
 
     threads = ThreadSettings()
     threads.apply_torch()
@@ -73,7 +73,7 @@ def run_probe(profile: BuildProfile, artifacts: Path, steps: int, overrides: dic
     loaded = load_base_model(BaseModelSource.parse(profile.base_model), data.label_names, profile.train.seed)
     train_data, _ = training_inputs(profile, artifacts, threads, loaded.preprocess, data, splits)
     config = probe_config(profile, steps, len(train_data.train_labels) // profile.train.batch_size, overrides)
-    key = hashlib.sha256(json.dumps([profile.name, steps, overrides], sort_keys=True).encode()).hexdigest()[:12]
+    key = json_digest([profile.name, steps, overrides], 12)
     started = time.perf_counter()
     result = train_classifier(loaded.model, train_data, config, artifacts / WORK_DIR / "probes" / key,
                               {"probe": key}, device=device)
@@ -87,12 +87,12 @@ def run_probe(profile: BuildProfile, artifacts: Path, steps: int, overrides: dic
 
 def run_partial_probe(profile: BuildProfile, artifacts: Path, overrides: dict[str, Any], label: str) -> dict[str, Any]:
     """One last-blocks fine-tuning recipe of a pretrained profile, on the build's cached states."""
-    from build_models.base_model import BaseModelSource, load_base_model
-    from build_models.data import load_labelled_images, make_splits
-    from build_models.hardware import cpu_facts
-    from build_models.partial_finetune import train_tail
-    from build_models.pipeline import WORK_DIR, partial_states
-    from build_models.threads import ThreadSettings
+    from build_models.pipeline.build import WORK_DIR, partial_states
+    from build_models.sources.base_model import BaseModelSource, load_base_model
+    from build_models.sources.dataset import load_labelled_images, make_splits
+    from build_models.training.partial import train_tail
+    from vitcore.hardware import cpu_facts
+    from vitcore.threads import ThreadSettings
 
     assert profile.partial is not None
     config = dataclasses.replace(profile.partial, **overrides)
@@ -102,7 +102,7 @@ def run_partial_probe(profile: BuildProfile, artifacts: Path, overrides: dict[st
     splits = make_splits(data.labels, profile.split)
     loaded = load_base_model(BaseModelSource.parse(profile.base_model), data.label_names, config.seed)
     states = partial_states(dataclasses.replace(profile, partial=config), artifacts, threads, loaded, data, splits)
-    key = hashlib.sha256(json.dumps([profile.name, dataclasses.asdict(config)], sort_keys=True).encode()).hexdigest()
+    key = json_digest([profile.name, dataclasses.asdict(config)], None)
     result = train_tail(loaded.model, states, config, artifacts / WORK_DIR / "probes" / key[:12], key)
     return {"label": label, "profile": profile.name, "overrides": overrides, "kind": "partial",
             "recipe": dataclasses.asdict(config), "steps": result.steps, "epochs": round(result.epochs, 2),

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from build_models.data import LOCAL_DATASET_HINT, SplitConfig
-from build_models.hub import hub_reachable
-from build_models.partial_finetune import PartialTuneConfig
-from build_models.teacher import TeacherConfig
-from build_models.training import TrainConfig
+from build_models.sources.dataset import LOCAL_DATASET_HINT, SplitConfig
+from build_models.sources.hub import hub_reachable
+from build_models.training.loop import TrainConfig
+from build_models.training.partial import PartialTuneConfig
+from build_models.training.teacher import TeacherConfig
 
 HUB_DATASET = "microsoft/cats_vs_dogs"
 HUB_BASE_MODEL = "google/vit-base-patch16-224"

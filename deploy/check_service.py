@@ -39,7 +39,7 @@ def wait_ready(url: str, timeout_s: float) -> None:
 
 
 def test_photos(dataset: str, artifacts: Path, count: int) -> list[bytes]:
-    from build_models.data import load_labelled_images
+    from build_models.sources.dataset import load_labelled_images
 
     images = load_labelled_images(dataset)
     ids = json.loads((artifacts / "split.json").read_text())["test"][:count]

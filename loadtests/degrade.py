@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loadtests.scenarios import five_hundreds, print_table, run_load, write_result
+from loadtests.load_runs import five_hundreds, print_table, run_load, write_result
 
 
 def most_accurate(manifest: dict[str, Any], served: list[str]) -> str:

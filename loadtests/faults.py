@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from build_models.hardware import cpu_facts
 from loadtests.fault_harness import FaultContext
 from loadtests.fault_scenarios import (
     bad_items_in_a_full_batch,
@@ -29,6 +28,7 @@ from loadtests.fault_scenarios import (
     worker_crash,
 )
 from loadtests.images import load_photos
+from vitcore.hardware import cpu_facts
 
 SCENARIOS: dict[str, Callable[[FaultContext], dict[str, Any]]] = {
     "worker-crash": worker_crash, "bad-items-in-a-full-batch": bad_items_in_a_full_batch,

@@ -5,9 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import uvicorn
+
+
+def build_artifacts(artifacts_dir: Path, profile: str | None) -> int:
+    """``python -m build_models`` in its own process: serving never imports the build (it needs the extra
+    ``build``, and training would share this process's cores and memory)."""
+    argv = [sys.executable, "-m", "build_models", "--artifacts", str(artifacts_dir)]
+    if profile:
+        argv += ["--profile", profile]
+    return subprocess.run(argv, check=False).returncode
 
 
 def main() -> int:
@@ -15,8 +26,9 @@ def main() -> int:
     from pydantic import ValidationError
 
     from service.app import create_app
-    from service.drain import SHUTDOWN_GRACE_S, DrainingServer
+    from service.server import SHUTDOWN_GRACE_S, DrainingServer
     from service.settings import ServiceSettings, settings_errors, unknown_environment
+    from vitcore.logs import configure_logging
 
     p = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     p.add_argument("--build-if-missing", action="store_true", default=None,
@@ -25,7 +37,7 @@ def main() -> int:
     p.add_argument("--port", type=int)
     args = p.parse_args()
     overrides = {k: v for k, v in vars(args).items() if v is not None}
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     unknown = unknown_environment(os.environ)
     if unknown:
         logging.getLogger("service").warning("ignoring %s: no such setting (see the README's configuration table)",
@@ -36,12 +48,7 @@ def main() -> int:
         print("\n".join(settings_errors(exc)), file=sys.stderr)
         return 2
     if settings.build_if_missing and not (settings.artifacts_dir / "manifest.json").exists():
-        from build_models.cli import main as build_main
-
-        argv = ["--artifacts", str(settings.artifacts_dir)]
-        if settings.build_profile:
-            argv += ["--profile", settings.build_profile]
-        code = build_main(argv)
+        code = build_artifacts(settings.artifacts_dir, settings.build_profile)
         if code == 2:
             return code
     app = create_app(settings)

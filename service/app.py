@@ -12,18 +12,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from build_models.errors import ManifestError
-from build_models.manifest import Manifest
 from service.batching import BatcherLimits, MicroBatcher
-from service.body_limit import BodySizeLimitMiddleware
-from service.drain import DrainMiddleware, DrainState
-from service.errors import install_error_handlers
-from service.metrics import ServiceMetrics
+from service.http_errors import install_error_handlers
+from service.middleware.body_limit import BodySizeLimitMiddleware
+from service.middleware.drain import DrainMiddleware, DrainState
+from service.middleware.request_id import request_id_and_access_log
+from service.prometheus import ServiceMetrics
 from service.registry import ServingRegistry
-from service.request_id import request_id_and_access_log
 from service.routers import benchmark, cascade, health, metrics, page, predict, v2, variants
 from service.routing import RouterState, figures_from_manifest
 from service.settings import ServiceSettings
+from vitcore.errors import ManifestError
+from vitcore.manifest import Manifest
 
 log = logging.getLogger(__name__)
 

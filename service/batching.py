@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from build_models.errors import VitserveError
-from service.metrics import ServiceMetrics
+from service.prometheus import ServiceMetrics
+from vitcore.errors import VitserveError
 
 log = logging.getLogger(__name__)
 

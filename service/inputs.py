@@ -12,16 +12,20 @@ from typing import TypeVar
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
-from build_models.errors import InvalidImageError, VitserveError
-from build_models.predictor import Predictor
-from build_models.preprocessing import decode_image
 from service.batching import ModelInput
+from vitcore.backends.base import Predictor
+from vitcore.errors import InvalidImageError, VitserveError
+from vitcore.preprocessing import decode_image
 
 T = TypeVar("T")
 
 
 class BodyTimeoutError(VitserveError):
     """The client did not send its body in time."""
+
+
+class UnsupportedMediaTypeError(VitserveError):
+    """Neither multipart with a `file` field nor an image/* body."""
 
 
 async def read_within(reading: Awaitable[T], timeout_s: float) -> T:
@@ -58,3 +62,37 @@ async def prepare_payloads(request: Request, predictor: Predictor, payloads: Seq
             return await run_in_threadpool(decode_and_prepare, data, max_pixels, predictor)
 
     return list(await asyncio.gather(*(one(data) for data in payloads)))
+
+
+RAW_TYPES = ("image/", "application/octet-stream")
+
+
+def part_bytes(value: str) -> bytes:
+    """The bytes of a multipart part sent without a filename, which Starlette hands over as text.
+
+    Starlette decodes such a part as UTF-8, or as latin-1 when that fails; image bytes are never
+    valid UTF-8, so latin-1 gives them back exactly. A part that was valid UTF-8 is re-encoded so.
+    """
+    try:
+        raw = value.encode("latin-1")
+        raw.decode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+    return raw if raw.isascii() else value.encode("utf-8")
+
+
+async def image_bytes(request: Request) -> bytes:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        part = form.get("file")
+        if part is None:
+            raise UnsupportedMediaTypeError("multipart body without a `file` field")
+        return part_bytes(part) if isinstance(part, str) else await part.read()
+    if not content_type.startswith(RAW_TYPES):
+        raise UnsupportedMediaTypeError(
+            f"unsupported content type {content_type or '(none)'!r}: send multipart/form-data with a "
+            "`file` field, or the image bytes with an image/* content type")
+    return await request.body()

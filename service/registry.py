@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from build_models.errors import ArtifactIntegrityError, ManifestError, UnknownVariantError, VariantUnavailableError
-from build_models.loading import load_predictor
-from build_models.manifest import Manifest
-from build_models.predictor import Predictor
-from build_models.registry import get_variant, list_variants, resolve_selection
-from build_models.threads import ThreadSettings
+from vitcore.backends.base import Predictor
+from vitcore.catalogue import get_variant, list_variants, resolve_selection
+from vitcore.errors import ArtifactIntegrityError, ManifestError, UnknownVariantError, VariantUnavailableError
+from vitcore.loading import load_predictor
+from vitcore.manifest import Manifest
+from vitcore.threads import ThreadSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from build_models.errors import VitserveError
 from service.batching import MicroBatcher, QueueFullError
+from vitcore.errors import VitserveError
 
 PREFERENCES = ("accuracy", "speed")
 # Bounded label values of vitserve_route_choices_total{reason}.

@@ -8,9 +8,9 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from build_models.preprocessing import MAX_IMAGE_PIXELS
-from build_models.registry import list_variants
-from build_models.threads import ThreadSettings
+from vitcore.catalogue import list_variants
+from vitcore.preprocessing import MAX_IMAGE_PIXELS
+from vitcore.threads import ThreadSettings
 
 
 class ServiceSettings(BaseSettings):
@@ -95,10 +95,8 @@ class ServiceSettings(BaseSettings):
         return self.batch_size_overrides.get(variant, self.max_batch_size)
 
     def thread_settings(self) -> ThreadSettings:
-        return ThreadSettings(torch_intra_op=self.threads, ort_intra_op=self.threads,
-                              openvino_threads=self.threads, openvino_hint=self.openvino_hint,
-                              openvino_streams=self.openvino_streams,
-                              tf_intra_op=self.threads)
+        return ThreadSettings.for_every_runtime(self.threads, openvino_hint=self.openvino_hint,
+                                                openvino_streams=self.openvino_streams)
 
 
 def _names(selection: str) -> list[str]:

@@ -13,9 +13,9 @@ import pytest
 os.environ.setdefault("USE_TF", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from build_models.data import LabelledImages, load_labelled_images  # noqa: E402
-from build_models.pipeline import BuildRequest, run_build  # noqa: E402
+from build_models.pipeline.build import BuildRequest, run_build  # noqa: E402
 from build_models.profiles import get_profile  # noqa: E402
+from build_models.sources.dataset import LabelledImages, load_labelled_images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = Path(os.environ.get("VITSERVE_TEST_DATASET", ROOT.parent / "shared" / "datasets" / "cats_vs_dogs"))
@@ -51,7 +51,7 @@ def dinov2_smoke_profile():  # type: ignore[no-untyped-def]
     """The dinov2 profile shrunk to a test: 600 real photos at 112 px, the same code path as the full build."""
     from dataclasses import replace
 
-    from build_models.data import SplitConfig
+    from build_models.sources.dataset import SplitConfig
 
     profile = get_profile("dinov2")
     assert profile.partial is not None

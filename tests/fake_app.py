@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import service.registry
-from build_models.manifest import Manifest
-from build_models.predictor import Predictor
-from build_models.threads import ThreadSettings
 from service.app import create_app
 from service.settings import ServiceSettings
+from vitcore.backends.base import Predictor
+from vitcore.manifest import Manifest
+from vitcore.threads import ThreadSettings
 
 VARIANT = "plain"
 SIZE = 8

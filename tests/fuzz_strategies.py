@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import strategies as st
 from PIL import Image
 
-from service.v2_protocol import join_bytes_tensor
+from service.v2_codec import join_bytes_tensor
 from tests.fake_app import SIZE, png_bytes
 
 Part = tuple[str, str | None, str | None, bytes]

@@ -106,7 +106,7 @@ def test_work_for_a_client_that_left_is_dropped_before_it_runs():
     from PIL import Image
 
     from service.batching import BatcherLimits, ClientGoneError, MicroBatcher
-    from service.metrics import ServiceMetrics
+    from service.prometheus import ServiceMetrics
 
     ran: list[int] = []
 

@@ -7,15 +7,15 @@ import shutil
 
 import pytest
 
-from build_models import pipeline
 from build_models.build_keys import ABSENT, RecordedOptions, builder_code_hash, stale_reasons
-from build_models.data import make_splits
-from build_models.evaluate import TestImages
-from build_models.manifest import Manifest
-from build_models.preprocessing import PreprocessConfig
+from build_models.measure.evaluate import TestImages
+from build_models.pipeline import variant_step as pipeline
 from build_models.profiles import get_profile
-from build_models.registry import get_variant
-from build_models.teacher import TeacherConfig
+from build_models.sources.dataset import make_splits
+from build_models.training.teacher import TeacherConfig
+from vitcore.catalogue import get_variant
+from vitcore.manifest import Manifest
+from vitcore.preprocessing import PreprocessConfig
 
 
 def test_recorded_options_remember_what_was_looked_up_and_what_was_missing():
@@ -42,7 +42,7 @@ def resumable(smoke_artifacts, tmp_path, dataset, monkeypatch):
         built.append(str(ctx.options.get("plain_note", "none")))
         return real.build(ctx)
 
-    spec = dataclasses.replace(real, build=build)
+    spec = dataclasses.replace(real, builder=build)
     monkeypatch.setattr(pipeline, "get_variant", lambda name: spec if name == "plain" else get_variant(name))
     monkeypatch.setattr("build_models.build_keys.builder_code_hash", lambda s: "code-v1")
     splits = make_splits(dataset.labels, get_profile("smoke").split)
@@ -63,7 +63,7 @@ def resumable(smoke_artifacts, tmp_path, dataset, monkeypatch):
 
 def test_a_resumed_build_rebuilds_only_what_changed_and_says_why(resumable, caplog, monkeypatch):
     resume, built, spec, manifest = resumable
-    caplog.set_level(logging.INFO, logger="build_models.pipeline")
+    caplog.set_level(logging.INFO, logger="build_models.pipeline.variant_step")
     first = resume()  # the smoke build recorded no inputs: rebuilt once, now with them
     assert built == ["none"] and first["build_inputs"]["options"] == {"plain_note": ABSENT}
     assert "built before build inputs were recorded" in caplog.text

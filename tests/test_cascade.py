@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_models import cascade_build
-from build_models import evaluate as evaluation
-from build_models.calibration import calibrate, expected_calibration_error, scaled
-from build_models.cascade import Scored, cascade_outcome, choose_cascade
-from build_models.data import Splits
-from build_models.manifest import Manifest
+from build_models.measure import evaluate as evaluation
+from build_models.measure.calibration import calibrate, expected_calibration_error
+from build_models.measure.cascade import Scored, cascade_outcome, choose_cascade
+from build_models.pipeline import cascade_step as cascade_build
+from build_models.sources.dataset import Splits
+from vitcore.cascade import temperature_scaled
+from vitcore.manifest import Manifest
 
 
 def test_ece_of_a_hand_counted_example():
@@ -42,7 +43,7 @@ def test_a_fitted_temperature_softens_an_overconfident_classifier_and_lowers_its
     assert calibration.ece == pytest.approx(0.19, abs=0.02)
     assert calibration.ece_calibrated < 0.03
     assert np.array_equal(calibration.apply(probabilities).argmax(1), probabilities.argmax(1))
-    assert scaled(probabilities, 1.0) == pytest.approx(probabilities)
+    assert temperature_scaled(probabilities, 1.0) == pytest.approx(probabilities)
 
 
 def test_the_cascade_keeps_the_accurate_f1_for_a_fraction_of_its_latency():
@@ -98,7 +99,7 @@ def test_the_cascade_is_chosen_without_reading_the_test_split(smoke_artifacts, d
 
 
 def _threads():  # type: ignore[no-untyped-def]
-    from build_models.threads import ThreadSettings
+    from vitcore.threads import ThreadSettings
 
     return ThreadSettings()
 

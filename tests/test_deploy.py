@@ -10,10 +10,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from build_models.threads import cgroup_cpu_limit
 from service.app import create_app
-from service.drain import SHUTDOWN_GRACE_S
+from service.server import SHUTDOWN_GRACE_S
 from service.settings import ServiceSettings
+from vitcore.threads import cgroup_cpu_limit
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"

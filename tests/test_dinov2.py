@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from build_models import dinov2
-from build_models.base_model import BaseModelSource, label_maps, load_base_model
-from build_models.data import LabelledImages, SplitConfig, make_splits
-from build_models.errors import BaseModelError
-from build_models.partial_finetune import cls_only_layer
-from build_models.preprocessing import PreprocessConfig, preprocess
+from build_models.sources import dinov2
+from build_models.sources.base_model import BaseModelSource, label_maps, load_base_model
+from build_models.sources.dataset import LabelledImages, SplitConfig, make_splits
+from build_models.training.partial import cls_only_layer
+from vitcore.errors import BaseModelError
+from vitcore.preprocessing import PreprocessConfig, preprocess
 
 LABELS = ["cat", "dog"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_models.evaluate import read_predictions
-from build_models.registry import get_variant, list_variants
+from build_models.measure.evaluate import read_predictions
+from vitcore.catalogue import get_variant, list_variants
 
 INT8 = {"dynamic-quant": "plain", "onnx-int8": "plain", "openvino-int8": "plain", "pruned-int8": "pruned-structured"}
 

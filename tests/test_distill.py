@@ -13,12 +13,12 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageClassification
 
 from build_models.context import BuildContext
-from build_models.data import make_splits
-from build_models.distill import DistillConfig, teacher_logits
-from build_models.preprocessing import PreprocessConfig
 from build_models.profiles import get_profile
-from build_models.threads import ThreadSettings
-from build_models.training import predict_logits
+from build_models.sources.dataset import make_splits
+from build_models.training.distill import DistillConfig, teacher_logits
+from build_models.training.loop import predict_logits
+from vitcore.preprocessing import PreprocessConfig
+from vitcore.threads import ThreadSettings
 
 IMAGES = 48
 
@@ -51,7 +51,7 @@ def test_teacher_logits_are_the_base_models_own(first_pass):  # type: ignore[no-
 
 def test_teacher_logits_are_reused_while_the_key_holds(first_pass, caplog):  # type: ignore[no-untyped-def]
     ctx, computed = first_pass
-    with caplog.at_level(logging.INFO, logger="build_models.distill"):
+    with caplog.at_level(logging.INFO, logger="build_models.training.distill"):
         again = teacher_logits(ctx, ctx.pixels("train")[0][:IMAGES], ctx.rows("train")[:IMAGES])
     assert again.reused and again.precision is None
     assert np.array_equal(again.logits, computed.logits)
@@ -81,7 +81,7 @@ def test_a_changed_model_file_is_a_new_cache_entry(first_pass, tmp_path):  # typ
 
 
 def test_another_resolution_is_a_new_cache_key(first_pass):  # type: ignore[no-untyped-def]
-    from build_models.distill import teacher_cache_key
+    from build_models.training.distill import teacher_cache_key
 
     ctx, computed = first_pass
     smaller = replace(ctx, preprocess=replace(ctx.preprocess, height=ctx.preprocess.height // 2,

@@ -122,7 +122,7 @@ def test_readiness_follows_required_variants(smoke_artifacts, tmp_path):
 
 def test_a_runtime_that_is_not_installed_does_not_hold_readiness_back_unless_named(smoke_artifacts, monkeypatch):
     """An image without TensorFlow still gets ready: tf-clustered is listed unavailable, the rest serve."""
-    from build_models.registry import VariantSpec
+    from vitcore.catalogue import VariantSpec
 
     monkeypatch.setattr(VariantSpec, "missing_requirements",
                         lambda self: ["tensorflow"] if self.name == "onnx" else [])

@@ -12,16 +12,16 @@ import torch
 from fastapi.testclient import TestClient
 from transformers import ResNetConfig, ResNetForImageClassification, ViTConfig, ViTForImageClassification
 
-from build_models.base_model import SCRATCH_PRESETS, label_maps
-from build_models.manifest import Manifest
-from build_models.pipeline import BuildRequest, run_build
-from build_models.preprocessing import PreprocessConfig
+from build_models.pipeline.build import BuildRequest, run_build
 from build_models.profiles import get_profile
-from build_models.registry import list_variants
+from build_models.sources.base_model import SCRATCH_PRESETS, label_maps
 from build_models.variants.distilled_resnet18 import RESNET18
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.conftest import DATASET
+from vitcore.catalogue import list_variants
+from vitcore.manifest import Manifest
+from vitcore.preprocessing import PreprocessConfig
 
 
 def _vit_checkpoint(folder: Path, labels: list[str]) -> Path:
@@ -129,7 +129,7 @@ def test_where_the_hub_answers_the_default_is_a_fine_tuned_checkpoint_and_fine_t
         chosen.append(request.profile.name)
         return Manifest(root=request.artifacts_dir, data={"variants": {}})
 
-    monkeypatch.setattr("build_models.pipeline.run_build", run_build)
+    monkeypatch.setattr("build_models.pipeline.build.run_build", run_build)
     assert profiles.default_profile_name() == "hub"
     hub = get_profile("hub")
     assert hub.base_model == HUB_FINETUNED_MODEL and hub.train.epochs == 0.0
@@ -141,7 +141,7 @@ def test_where_the_hub_answers_the_default_is_a_fine_tuned_checkpoint_and_fine_t
 
 
 def test_a_known_checkpoint_records_its_provenance(tmp_path, monkeypatch):
-    from build_models import base_model
+    from build_models.sources import base_model
 
     folder = _vit_checkpoint(tmp_path / "stand-in", ["cat", "dog"])
     card = {**base_model.KNOWN_CHECKPOINTS["nateraw/vit-base-cats-vs-dogs"]}

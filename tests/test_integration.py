@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from build_models.evaluate import read_predictions
-from build_models.metrics import classification_metrics
-from build_models.registry import list_variants
+from build_models.measure.evaluate import read_predictions
+from build_models.measure.scores import classification_metrics
+from vitcore.catalogue import list_variants
 
 SAMPLE = 12
 

@@ -3,10 +3,10 @@ import shutil
 
 import pytest
 
-from build_models.errors import ArtifactIntegrityError, VariantUnavailableError
-from build_models.loading import load_predictor
-from build_models.manifest import Manifest, sha256_of
-from build_models.threads import ThreadSettings
+from vitcore.errors import ArtifactIntegrityError, VariantUnavailableError
+from vitcore.loading import load_predictor
+from vitcore.manifest import Manifest, sha256_of
+from vitcore.threads import ThreadSettings
 
 
 def test_manifest_lists_every_file_with_its_sha256(smoke_artifacts):
@@ -47,7 +47,7 @@ def test_tampered_artifact_is_detected_and_unavailable(smoke_artifacts, tmp_path
 def test_untrained_base_records_no_scores(tmp_path):
     """A random-init base that is never trained (vit-base's setting) gets no F1 in the manifest or report:
     its agreement with the labels says nothing about a compression method."""
-    from build_models.pipeline import BuildRequest, run_build
+    from build_models.pipeline.build import BuildRequest, run_build
     from build_models.profiles import get_profile
     from tests.conftest import DATASET
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from service.metrics import ServiceMetrics, _quantile_ms
+from service.prometheus import ServiceMetrics, _quantile_ms
 
 
 def test_quantiles_interpolate_within_buckets():

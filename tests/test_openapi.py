@@ -12,8 +12,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
-from build_models.errors import ManifestError, UnknownVariantError, VariantUnavailableError, VitserveError
-from service.errors import (
+from service.http_errors import (
     STATUS_BY_ERROR,
     BenchmarkBusyError,
     BenchmarkForbiddenError,
@@ -22,6 +21,7 @@ from service.errors import (
     UnsupportedMediaTypeError,
 )
 from tests.fake_app import VARIANT, fake_app
+from vitcore.errors import ManifestError, UnknownVariantError, VariantUnavailableError, VitserveError
 
 BODY_TOO_LARGE, UNPARSABLE_BODY, VALIDATION, DRAINING = 413, 400, 422, 503
 LOOKUP = (UnknownVariantError, VariantUnavailableError, ManifestError)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from build_models.base_model import BaseModelSource, load_base_model
-from build_models.data import LabelledImages, SplitConfig, decode_pixels, make_splits
-from build_models.partial_finetune import PartialTuneConfig, StateCache, cache_states, compiled_prefix, train_tail
 from build_models.probe import parse_overrides
-from build_models.readme import render_probes
+from build_models.reporting.readme import render_probes
+from build_models.sources.base_model import BaseModelSource, load_base_model
+from build_models.sources.dataset import LabelledImages, SplitConfig, decode_pixels, make_splits
+from build_models.training.partial import PartialTuneConfig, StateCache, cache_states, compiled_prefix, train_tail
 
 LABELS = ["cat", "dog"]
 
@@ -38,7 +38,7 @@ def test_cached_states_equal_the_models_own_hidden_states(pixels: dict, tmp_path
     loaded = _tiny()
     config = PartialTuneConfig(trainable_blocks=1, cache_precision="f32", val_images=20)
     states = cache_states(loaded.model, config, pixels, loaded.preprocess, tmp_path, {"test": 1}, 2)
-    from build_models.training import to_model_input
+    from build_models.training.loop import to_model_input
 
     with torch.inference_mode():
         out = loaded.model.vit(pixel_values=to_model_input(pixels["train"][0][:8], loaded.preprocess),

@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_models.data import stratified_subset
-from build_models.hardware import cpu_class
-from build_models.metrics import classification_metrics, f1_interval
-from build_models.pipeline import BuildRequest, run_build
-from build_models.plan import BUDGET_MINUTES, PlanInputs, make_plan
-from build_models.plan_report import plan_rows
-from build_models.planning import settle_training
+from build_models.measure.scores import classification_metrics, f1_interval
+from build_models.pipeline.build import BuildRequest, run_build
+from build_models.planning.plan import BUDGET_MINUTES, PlanInputs, make_plan
+from build_models.planning.settle import settle_training
+from build_models.planning.step_costs import RememberedCosts, StepCosts
 from build_models.profiles import get_profile
-from build_models.step_costs import RememberedCosts, StepCosts
+from build_models.reporting.plan_rows import plan_rows
+from build_models.sources.dataset import stratified_subset
 from tests.conftest import DATASET
+from vitcore.hardware import cpu_class
 
 REFERENCE = {"forward_ms_per_image": 1.0, "image_size": 96, "teacher_ms_per_image": 10.0, "teacher_resolution": 224,
              "latency_s_per_variant_run": 0.1,

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 from transformers import ViTImageProcessor
 
-from build_models.errors import InvalidImageError
-from build_models.preprocessing import PreprocessConfig, decode_image, preprocess, softmax
+from vitcore.errors import InvalidImageError
+from vitcore.preprocessing import PreprocessConfig, decode_image, preprocess, softmax
 
 
 @pytest.mark.parametrize("size", [32, 64, 224])

@@ -6,7 +6,7 @@ import pytest
 
 from build_models import probe
 from build_models.profiles import get_profile
-from build_models.readme import render_probes
+from build_models.reporting.readme import render_probes
 from tests.conftest import DATASET
 
 

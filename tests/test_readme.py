@@ -2,7 +2,7 @@
 
 import json
 
-from build_models.readme import BLOCK, ROOT, main, regenerate
+from build_models.reporting.readme import BLOCK, ROOT, main, regenerate
 
 
 def test_committed_readme_matches_committed_reports():
@@ -31,7 +31,7 @@ def test_every_block_has_a_report_and_a_hand_edit_is_caught():
 
 
 def test_pareto_front_keeps_only_undominated_points():
-    from build_models.plot import pareto_front
+    from build_models.reporting.plot import pareto_front
 
     points = [(1.0, 0.50), (2.0, 0.60), (3.0, 0.55), (0.5, 0.40), (2.5, 0.60)]
     assert pareto_front(points) == [3, 0, 1]  # (3.0, 0.55) and (2.5, 0.60) are dominated by (2.0, 0.60)

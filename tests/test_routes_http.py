@@ -22,10 +22,10 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from build_models.preprocessing import softmax
 from service.routing import QueueState, VariantFigures, expected_ms
 from tests.live_server import serve
 from tests.test_v2_protocol import _image_input
+from vitcore.preprocessing import softmax
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_WAIT_MS = 5.0  # the service's default max_wait_ms

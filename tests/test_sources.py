@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
-from build_models.base_model import SCRATCH_PRESETS, BaseModelSource, label_maps, load_base_model
 from build_models.cli import main as build_main
-from build_models.data import load_labelled_images
-from build_models.errors import BaseModelError, DatasetUnavailableError
-from build_models.hub import hub_reachable
+from build_models.sources.base_model import SCRATCH_PRESETS, BaseModelSource, label_maps, load_base_model
+from build_models.sources.dataset import load_labelled_images
+from build_models.sources.hub import hub_reachable
+from vitcore.errors import BaseModelError, DatasetUnavailableError
 
 LABELS = ["cat", "dog"]
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from build_models.data import SplitConfig, make_splits, split_hash, split_record
+from build_models.sources.dataset import SplitConfig, make_splits, split_hash, split_record
 
 
 def test_split_is_deterministic_and_disjoint(dataset):

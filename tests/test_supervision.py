@@ -16,7 +16,7 @@ from service.batching import (
     ServiceStoppingError,
     WorkerRestartedError,
 )
-from service.metrics import ServiceMetrics
+from service.prometheus import ServiceMetrics
 
 
 class WorkerKilled(BaseException):

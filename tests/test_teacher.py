@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from build_models.data import SplitConfig, make_splits
-from build_models.efficientnet_lite import load_imagenet_lite0, zero_shot_cat_dog
-from build_models.preprocessing import PreprocessConfig, decode_image, normalize_uint8, resize_to_uint8
-from build_models.teacher import fit_head, head_logits
-from build_models.views import random_thetas, warp
+from build_models.sources.dataset import SplitConfig, make_splits
+from build_models.sources.efficientnet_lite import load_imagenet_lite0, zero_shot_cat_dog
+from build_models.training.augment import random_thetas, warp
+from build_models.training.teacher import fit_head, head_logits
+from vitcore.preprocessing import PreprocessConfig, decode_image, normalize_uint8, resize_to_uint8
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,8 @@ def test_views_select_the_same_region_at_any_resolution():
 
 
 def test_openvino_teacher_returns_the_last_and_the_tap_block_maps_of_the_pytorch_module(lite0):
-    from build_models.teacher import TeacherConfig, TeacherRunner
-    from build_models.threads import ThreadSettings
+    from build_models.training.teacher import TeacherConfig, TeacherRunner
+    from vitcore.threads import ThreadSettings
 
     config = TeacherConfig(resolution=64, batch_size=4, tap_block=10)
     pixels = np.random.default_rng(0).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)

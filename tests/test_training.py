@@ -7,14 +7,15 @@ import pytest
 import torch
 from transformers import ViTConfig, ViTForImageClassification
 
-from build_models import teacher, training
-from build_models.base_model import SCRATCH_PRESETS, label_maps
 from build_models.context import BuildContext
-from build_models.data import SplitConfig, make_splits
-from build_models.preprocessing import PreprocessConfig
-from build_models.teacher import DistillTargets
-from build_models.threads import ThreadSettings
-from build_models.training import TrainConfig, train_classifier
+from build_models.sources.base_model import SCRATCH_PRESETS, label_maps
+from build_models.sources.dataset import SplitConfig, make_splits
+from build_models.training import loop as training
+from build_models.training import teacher
+from build_models.training.loop import TrainConfig, train_classifier
+from build_models.training.teacher import DistillTargets
+from vitcore.preprocessing import PreprocessConfig
+from vitcore.threads import ThreadSettings
 
 
 @pytest.fixture(scope="module")

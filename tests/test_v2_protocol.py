@@ -13,10 +13,10 @@ import tritonclient.http as triton
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from build_models.preprocessing import PreprocessConfig, preprocess, softmax
-from service.v2_protocol import InferenceRequestError, join_bytes_tensor, parse_infer_request, split_bytes_tensor
+from service.v2_codec import InferenceRequestError, join_bytes_tensor, parse_infer_request, split_bytes_tensor
 from tests.fake_app import SIZE, VARIANT, fake_client
 from tests.live_server import serve
+from vitcore.preprocessing import PreprocessConfig, preprocess, softmax
 
 VARIANTS = "plain,onnx,transformers-pipeline"
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from build_models import pipeline
-from build_models.evaluate import read_predictions
-from build_models.loading import load_predictor
-from build_models.manifest import Manifest
-from build_models.preprocessing import PreprocessConfig, decode_image
-from build_models.registry import get_variant, list_variants
-from build_models.threads import ThreadSettings
+from build_models.measure.evaluate import read_predictions
+from build_models.pipeline import variant_step as pipeline
+from vitcore.catalogue import get_variant, list_variants
+from vitcore.loading import load_predictor
+from vitcore.manifest import Manifest
+from vitcore.preprocessing import PreprocessConfig, decode_image
+from vitcore.threads import ThreadSettings
 
 STUDY_VARIANTS = {"plain", "dynamic-quant", "pruned-unstructured", "pruned-structured", "transformers-pipeline",
                   "optimum-pipeline", "ort-onnx", "onnx", "openvino", "tf-clustered", "distilled-resnet18"}
@@ -119,7 +119,7 @@ def test_distilled_student_is_a_resnet18_at_its_own_resolution(manifest, smoke_a
 def test_lite0_student_beats_a_floor_its_untrained_self_cannot(manifest, smoke_artifacts, dataset, tmp_path):
     from safetensors.torch import save_file
 
-    from build_models.evaluate import TestImages, evaluate
+    from build_models.measure.evaluate import TestImages, evaluate
     from build_models.variants.distilled_lite0 import WEIGHTS_FILE, Lite0Predictor, lite0_classifier
 
     floor = 0.78  # measured 0.848 on the smoke split; its teacher (the smoke ViT) scores about 0.61
@@ -149,9 +149,9 @@ def test_report_has_every_variant(smoke_artifacts):
 
 
 def test_a_failing_builder_does_not_stop_the_others(smoke_artifacts, tmp_path, monkeypatch, dataset):
-    from build_models.data import make_splits
-    from build_models.evaluate import TestImages
+    from build_models.measure.evaluate import TestImages
     from build_models.profiles import get_profile
+    from build_models.sources.dataset import make_splits
 
     copy = tmp_path / "artifacts"
     shutil.copytree(smoke_artifacts, copy)
@@ -165,9 +165,9 @@ def test_a_failing_builder_does_not_stop_the_others(smoke_artifacts, tmp_path, m
         def build(ctx):
             built.append(spec.name)
             return spec.build(ctx)
-        return dataclasses.replace(spec, build=build)
+        return dataclasses.replace(spec, builder=build)
 
-    specs = {"onnx": dataclasses.replace(get_variant("onnx"), build=explode), "plain": counted(get_variant("plain"))}
+    specs = {"onnx": dataclasses.replace(get_variant("onnx"), builder=explode), "plain": counted(get_variant("plain"))}
     monkeypatch.setattr(pipeline, "get_variant", lambda name: specs.get(name) or get_variant(name))
     profile = get_profile("smoke")
     splits = make_splits(dataset.labels, profile.split)
@@ -210,8 +210,8 @@ def test_openvino_throughput_hint_splits_a_batch_over_streams_with_the_same_answ
 def test_vit_base_flops_match_the_published_figure():
     from transformers import ViTConfig
 
-    from build_models.base_model import SCRATCH_PRESETS
-    from build_models.flops import vit_flops
+    from build_models.measure.flops import vit_flops
+    from build_models.sources.base_model import SCRATCH_PRESETS
 
     assert vit_flops(ViTConfig(**SCRATCH_PRESETS["vit-base"], num_labels=2)) / 1e9 == pytest.approx(35.2, abs=0.2)
 
@@ -266,9 +266,9 @@ def test_eager_export_handles_a_vit_with_pruned_heads(tmp_path):
     import openvino as ov
     from transformers import ViTConfig, ViTForImageClassification
 
-    from build_models.base_model import SCRATCH_PRESETS, label_maps
-    from build_models.exporters import export_onnx_eager, onnx_to_openvino
-    from build_models.preprocessing import PreprocessConfig
+    from build_models.export.formats import export_onnx_eager, onnx_to_openvino
+    from build_models.sources.base_model import SCRATCH_PRESETS, label_maps
+    from vitcore.preprocessing import PreprocessConfig
 
     torch.manual_seed(0)
     model = ViTForImageClassification(ViTConfig(**SCRATCH_PRESETS["tiny"], **label_maps(["cat", "dog"]))).eval()
@@ -289,8 +289,8 @@ def test_eager_export_handles_a_vit_with_pruned_heads(tmp_path):
 def test_parameter_count_of_a_vit_with_pruned_heads(tmp_path):
     from transformers import ViTConfig, ViTForImageClassification
 
-    from build_models.base_model import SCRATCH_PRESETS, label_maps
     from build_models.context import parameter_count
+    from build_models.sources.base_model import SCRATCH_PRESETS, label_maps
 
     model = ViTForImageClassification(ViTConfig(**SCRATCH_PRESETS["tiny"], **label_maps(["cat", "dog"])))
     model.prune_heads({0: [1]})
@@ -302,7 +302,7 @@ def test_parameter_count_of_a_vit_with_pruned_heads(tmp_path):
 def test_evaluation_with_shared_resized_pixels_equals_predicting_images(manifest, images, name):
     """The build resizes the test images once per preprocessing config and reuses them across variants; the
     probabilities are exactly those of predicting the images one by one (the pipelines keep their own path)."""
-    from build_models.evaluate import TestImages, predict_all, uses_shared_preprocessing
+    from build_models.measure.evaluate import TestImages, predict_all, uses_shared_preprocessing
 
     predictor = load_predictor(manifest, name, ThreadSettings())
     test = TestImages([str(i) for i in range(len(images))], np.zeros(len(images), dtype=int), images)

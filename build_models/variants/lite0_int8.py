@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from build_models.context import BuildContext
-from build_models.errors import BuildError
-from build_models.exporters import ONNX_FILE, copy_model_metadata, onnx_to_openvino
-from build_models.int8_build import AnyRuntimeInt8Predictor, build_fastest_int8
-from build_models.registry import VariantSpec, register_variant
-from build_models.variants.distilled_lite0 import WEIGHTS_FILE, Lite0Predictor
+from build_models.export.formats import copy_model_metadata, onnx_to_openvino
+from build_models.export.int8_choice import build_fastest_int8
+from vitcore.backends.onnxruntime import ONNX_FILE
+from vitcore.backends.pytorch import LITE0_WEIGHTS, Lite0Predictor
+from vitcore.errors import BuildError
 
 STUDENT = "distilled-lite0"
 
@@ -33,22 +33,9 @@ def export_lite0(ctx: BuildContext, student_dir: Path) -> tuple[Path, Path, str]
 
 def build(ctx: BuildContext) -> dict[str, Any]:
     student_dir = ctx.artifacts_root / STUDENT
-    if not (student_dir / WEIGHTS_FILE).exists():
+    if not (student_dir / LITE0_WEIGHTS).exists():
         raise BuildError(f"{STUDENT} must be built first (python -m build_models --variants {STUDENT},lite0-int8)")
     facts = build_fastest_int8(ctx, student_dir, export=export_lite0, transformer=False)
     parameters = sum(t.numel() for t in Lite0Predictor.state(student_dir).values())
     return {"parameters": parameters, "teacher_parameters": ctx.base_parameter_count,
             "format": f"int8 ({facts['kept']})", **facts}
-
-
-register_variant(VariantSpec(
-    name="lite0-int8",
-    runtime="onnxruntime",
-    summary="The distilled EfficientNet-Lite0 in int8: ORT static/dynamic or OpenVINO NNCF, the fastest agreeing one.",
-    build=build,
-    predictor=AnyRuntimeInt8Predictor,
-    requires=("onnxruntime", "openvino"),
-    build_requires=("nncf", "torch"),
-    depends_on=(STUDENT,),
-    order=96,
-))

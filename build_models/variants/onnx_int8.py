@@ -15,10 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from build_models.context import BuildContext
-from build_models.exporters import copy_model_metadata, export_onnx
-from build_models.int8_build import build_int8_from_onnx, quantize_onnx_candidates
-from build_models.registry import VariantSpec, register_variant
-from build_models.variants.onnx import OnnxSessionPredictor
+from build_models.export.formats import copy_model_metadata, export_onnx
+from build_models.export.int8_choice import build_int8_from_onnx, quantize_onnx_candidates
 
 
 def build(ctx: BuildContext) -> dict[str, Any]:
@@ -27,16 +25,3 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     facts = build_int8_from_onnx(ctx, fp32_onnx, quantize_onnx_candidates(ctx, fp32_onnx))
     copy_model_metadata(ctx.base_dir, ctx.out_dir)
     return {"parameters": ctx.base_parameter_count, "format": f"ONNX int8 ({facts['kept']})", **facts}
-
-
-register_variant(VariantSpec(
-    name="onnx-int8",
-    runtime="onnxruntime",
-    summary="ONNX Runtime int8: static QDQ U8S8 (reduce_range) vs dynamic U8 (per tensor / per channel), the "
-            "best-agreeing fastest kept.",
-    build=build,
-    predictor=OnnxSessionPredictor,
-    requires=("onnxruntime",),
-    build_requires=("optimum.exporters.onnx",),
-    order=65,
-))

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from build_models.context import BuildContext
-from build_models.exporters import OPENVINO_XML, copy_model_metadata, export_openvino
-from build_models.int8 import CALIBRATION_IMAGES, nncf_int8
-from build_models.registry import VariantSpec, register_variant
-from build_models.variants.openvino import OpenVinoPredictor
+from build_models.export.formats import copy_model_metadata, export_openvino
+from build_models.export.int8 import CALIBRATION_IMAGES, nncf_int8
+from vitcore.backends.openvino import OPENVINO_XML
 
 
 def build(ctx: BuildContext) -> dict[str, Any]:
@@ -18,15 +17,3 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     copy_model_metadata(ctx.base_dir, ctx.out_dir)
     return {"parameters": ctx.base_parameter_count, "format": "OpenVINO IR, NNCF int8 (transformer preset)",
             "calibration_images": CALIBRATION_IMAGES}
-
-
-register_variant(VariantSpec(
-    name="openvino-int8",
-    runtime="openvino",
-    summary="NNCF post-training int8 quantization of the OpenVINO model (ModelType.TRANSFORMER).",
-    build=build,
-    predictor=OpenVinoPredictor,
-    requires=("openvino",),
-    build_requires=("nncf", "optimum.intel"),
-    order=75,
-))

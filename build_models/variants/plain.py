@@ -6,8 +6,6 @@ import shutil
 from typing import Any
 
 from build_models.context import BuildContext
-from build_models.predictor import TorchPredictor
-from build_models.registry import VariantSpec, register_variant
 
 
 def copy_base_checkpoint(ctx: BuildContext) -> None:
@@ -20,15 +18,3 @@ def copy_base_checkpoint(ctx: BuildContext) -> None:
 def build(ctx: BuildContext) -> dict[str, Any]:
     copy_base_checkpoint(ctx)
     return {"parameters": ctx.base_parameter_count, "format": "safetensors fp32"}
-
-
-register_variant(VariantSpec(
-    name="plain",
-    runtime="pytorch",
-    summary="PyTorch fp32, eager: the uncompressed base model.",
-    build=build,
-    predictor=TorchPredictor,
-    requires=("torch", "transformers"),
-    lossless=True,
-    order=0,
-))

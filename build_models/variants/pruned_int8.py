@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from build_models.context import BuildContext, parameter_count
-from build_models.errors import BuildError
-from build_models.int8_build import AnyRuntimeInt8Predictor, build_fastest_int8
-from build_models.registry import VariantSpec, register_variant
+from build_models.export.int8_choice import build_fastest_int8
+from vitcore.errors import BuildError
 
 PRUNED = "pruned-structured"
 
@@ -24,16 +23,3 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     facts = build_fastest_int8(ctx, pruned_dir)
     return {"parameters": parameter_count(pruned_dir), "stacked": [PRUNED, f"int8 ({facts['kept']})"],
             "format": f"int8 ({facts['kept']})", **facts}
-
-
-register_variant(VariantSpec(
-    name="pruned-int8",
-    runtime="onnxruntime",
-    summary="Stacked: pruned-structured, then int8 (ORT static/dynamic or OpenVINO NNCF, fastest agreeing).",
-    build=build,
-    predictor=AnyRuntimeInt8Predictor,
-    requires=("onnxruntime", "openvino"),
-    build_requires=("nncf", "optimum.exporters.onnx", "optimum.intel"),
-    depends_on=(PRUNED,),
-    order=35,
-))

@@ -12,9 +12,7 @@ import math
 from typing import Any, cast
 
 from build_models.context import BuildContext
-from build_models.predictor import TorchPredictor
-from build_models.registry import VariantSpec, register_variant
-from build_models.training import TrainConfig, train_classifier
+from build_models.training.loop import TrainConfig, train_classifier
 
 AMOUNT = 0.10
 
@@ -89,14 +87,3 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     model.save_pretrained(str(ctx.out_dir), safe_serialization=True)
     ctx.preprocess.save(ctx.out_dir)
     return facts
-
-
-register_variant(VariantSpec(
-    name="pruned-structured",
-    runtime="pytorch",
-    summary="10% of heads (prune_heads) and 10% of MLP neurons removed by L1 norm, then a short distillation.",
-    build=build,
-    predictor=TorchPredictor,
-    requires=("torch", "transformers"),
-    order=30,
-))

@@ -11,10 +11,8 @@ from typing import Any
 import numpy as np
 
 from build_models.context import BuildContext
-from build_models.predictor import TorchPredictor
-from build_models.registry import VariantSpec, register_variant
+from vitcore.backends.pytorch import SPARSE_WEIGHTS
 
-SPARSE_FILE = "model.sparse.safetensors"
 AMOUNT = 0.10
 
 
@@ -50,19 +48,6 @@ def pack_sparse(state: dict[str, Any], sparse_keys: set[str]) -> dict[str, Any]:
     return packed
 
 
-def unpack_sparse(packed: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    state = {k: v for k, v in packed.items() if "::" not in k}
-    for key in {k.split("::")[0] for k in packed if "::" in k}:
-        shape = packed[f"{key}::shape"].tolist()
-        count = int(np.prod(shape))
-        mask = torch.from_numpy(np.unpackbits(packed[f"{key}::mask"].numpy())[:count].astype(bool))
-        dense = torch.zeros(count, dtype=packed[f"{key}::values"].dtype)
-        dense[mask] = packed[f"{key}::values"]
-        state[key] = dense.reshape(shape)
-    return state
-
 
 def build(ctx: BuildContext) -> dict[str, Any]:
     import torch
@@ -73,37 +58,12 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     facts = prune_linears(model, AMOUNT)
     state = model.state_dict()
     sparse_keys = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    save_file(pack_sparse(state, sparse_keys), str(ctx.out_dir / SPARSE_FILE))
+    save_file(pack_sparse(state, sparse_keys), str(ctx.out_dir / SPARSE_WEIGHTS))
     model.config.save_pretrained(str(ctx.out_dir))
     ctx.preprocess.save(ctx.out_dir)
     dense_bytes = sum(v.numel() * v.element_size() for v in state.values())
-    stored_bytes = (ctx.out_dir / SPARSE_FILE).stat().st_size
+    stored_bytes = (ctx.out_dir / SPARSE_WEIGHTS).stat().st_size
     return {"parameters": ctx.base_parameter_count, "amount": AMOUNT, **facts,
             "dense_weights_mb": round(dense_bytes / 1e6, 3), "stored_weights_mb": round(stored_bytes / 1e6, 3),
             "size_note": f"dense {dense_bytes / 1e6:.2f}",
             "format": "safetensors: bit mask + non-zero values per pruned matrix"}
-
-
-class SparsePredictor(TorchPredictor):
-    def _load(self) -> None:
-        import torch
-        from safetensors.torch import load_file
-        from transformers import AutoConfig, AutoModelForImageClassification
-
-        self.threads.apply_torch()
-        config = AutoConfig.from_pretrained(str(self.artifact_dir))
-        model = AutoModelForImageClassification.from_config(config)
-        model.load_state_dict(unpack_sparse(load_file(str(self.artifact_dir / SPARSE_FILE))), strict=True)
-        self.model = model.eval()
-        self._torch = torch
-
-
-register_variant(VariantSpec(
-    name="pruned-unstructured",
-    runtime="pytorch",
-    summary="L1 unstructured pruning of 10% of each Linear weight (torch.nn.utils.prune), stored sparse.",
-    build=build,
-    predictor=SparsePredictor,
-    requires=("torch", "transformers"),
-    order=20,
-))

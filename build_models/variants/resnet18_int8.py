@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from build_models.context import BuildContext, parameter_count
-from build_models.errors import BuildError
-from build_models.int8_build import AnyRuntimeInt8Predictor, build_fastest_int8
-from build_models.registry import VariantSpec, register_variant
+from build_models.export.int8_choice import build_fastest_int8
+from vitcore.errors import BuildError
 
 STUDENT = "distilled-resnet18"
 
@@ -19,16 +18,3 @@ def build(ctx: BuildContext) -> dict[str, Any]:
     facts = build_fastest_int8(ctx, student_dir, transformer=False)
     return {"parameters": parameter_count(student_dir), "teacher_parameters": ctx.base_parameter_count,
             "format": f"int8 ({facts['kept']})", **facts}
-
-
-register_variant(VariantSpec(
-    name="resnet18-int8",
-    runtime="onnxruntime",
-    summary="The distilled ResNet-18 in int8: ORT static/dynamic or OpenVINO NNCF, the fastest agreeing one.",
-    build=build,
-    predictor=AnyRuntimeInt8Predictor,
-    requires=("onnxruntime", "openvino"),
-    build_requires=("nncf", "optimum.exporters.onnx", "optimum.intel"),
-    depends_on=(STUDENT,),
-    order=95,
-))

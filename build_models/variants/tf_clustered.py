@@ -23,13 +23,11 @@ from typing import Any
 import numpy as np
 
 from build_models.context import BuildContext
-from build_models.errors import BuildError
-from build_models.predictor import Predictor
-from build_models.registry import VariantSpec, register_variant
+from vitcore.backends.tensorflow import SAVED_MODEL_DIR
+from vitcore.errors import BuildError
 
 log = logging.getLogger(__name__)
 
-SAVED_MODEL_DIR = "saved_model"
 CLUSTERS = 32
 TF_ENV = {"USE_TF": "1", "USE_TORCH": "AUTO", "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -98,43 +96,7 @@ def _build_in_subprocess(base: Path, out: Path, clusters: int) -> None:
     (out / "clustering.json").write_text(json.dumps(facts))
 
 
-class TensorFlowPredictor(Predictor):
-    def _load(self) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
 
-        threads = self.threads.resolved()
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads.tf_intra_op)
-            tf.config.threading.set_inter_op_parallelism_threads(threads.tf_inter_op)
-        except RuntimeError:
-            log.warning("TensorFlow thread settings not applied (TF already initialised in this process); "
-                        "it keeps intra %d / inter %d", tf.config.threading.get_intra_op_parallelism_threads(),
-                        tf.config.threading.get_inter_op_parallelism_threads())
-        self._tf = tf
-        self.loaded_model = tf.saved_model.load(str(self.artifact_dir / SAVED_MODEL_DIR))
-        self.serve = self.loaded_model.signatures["serving_default"]
-
-    def applied_settings(self) -> dict[str, Any]:
-        threading = self._tf.config.threading
-        return {"tf_intra_op": threading.get_intra_op_parallelism_threads(),
-                "tf_inter_op": threading.get_inter_op_parallelism_threads()}
-
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        outputs = self.serve(pixel_values=self._tf.constant(np.ascontiguousarray(batch, dtype=np.float32)))
-        return np.asarray(outputs["logits"].numpy())
-
-
-register_variant(VariantSpec(
-    name="tf-clustered",
-    runtime="tensorflow",
-    summary=f"TFViT from the PyTorch weights, every Dense kernel clustered to {CLUSTERS} centroids with tfmot.",
-    build=build,
-    predictor=TensorFlowPredictor,
-    requires=("tensorflow",),
-    build_requires=("tensorflow_model_optimization", "tf_keras"),
-    order=80,
-))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from build_models.bench import BenchConfig, benchmark_many, reference_jpeg
-from build_models.hardware import machine_record
 from service.dependencies import get_registry, get_settings
-from service.errors import (
+from service.http_errors import (
     BenchmarkBusyError,
     BenchmarkForbiddenError,
     BenchmarkTooLargeError,
@@ -22,6 +20,8 @@ from service.errors import (
 from service.registry import ServingRegistry
 from service.responses import error_responses
 from service.settings import ServiceSettings
+from vitcore.hardware import machine_record
+from vitcore.timing import BenchConfig, benchmark_many, reference_jpeg
 
 router = APIRouter(tags=["benchmark"])
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from service.dependencies import get_registry, get_settings
+from service.readiness import failing_workers, is_ready
 from service.registry import ServingRegistry
 from service.settings import ServiceSettings
 
@@ -45,13 +46,4 @@ async def ready(request: Request, registry: ServingRegistry = Depends(get_regist
     return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
-def is_ready(request: Request, registry: ServingRegistry, required: str) -> bool:
-    """Every required variant serves with a healthy worker, and the service is not draining."""
-    return (registry.is_ready(required) and not failing_workers(request, registry.required_names(required))
-            and not request.app.state.drain.draining)
 
-
-def failing_workers(request: Request, names: list[str]) -> list[str]:
-    """Required variants whose batch worker keeps dying (restarted too often within a minute)."""
-    batchers = request.app.state.batchers
-    return [name for name in names if name in batchers and not batchers[name].healthy]

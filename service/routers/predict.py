@@ -2,118 +2,25 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from build_models.errors import VitserveError
-from build_models.preprocessing import softmax
+from service.admission import admit, counted
 from service.batching import QueueFullError
 from service.dependencies import get_registry
-from service.errors import UnsupportedMediaTypeError, status_of
-from service.inputs import input_bytes, prepare_payloads, read_within
-from service.metrics import ServiceMetrics
+from service.inputs import image_bytes, prepare_payloads, read_within
+from service.prometheus import ServiceMetrics
 from service.registry import ServingRegistry
-from service.responses import error_responses
-from service.routing import Constraints, RouteChoice, choose_variant, degradation_order
+from service.responses import IMAGE_BODY, PREDICT_ERRORS, Prediction
+from service.routing import Constraints, RouteChoice, choose_variant
+from vitcore.preprocessing import softmax
 
 router = APIRouter(tags=["predict"])
 
-RAW_TYPES = ("image/", "application/octet-stream")
 
-
-class Prediction(BaseModel):
-    variant: str
-    label: str = Field(description="the most probable class")
-    score: float = Field(description="probability of `label`")
-    probabilities: dict[str, float] = Field(description="probability of every class")
-    model_time_ms: float = Field(description="preprocessing + forward pass time of the batch this image ran in, "
-                                             "excluding decode, queueing and HTTP")
-    routing: dict[str, Any] | None = Field(None, description="/predict/auto: the variant chosen, why, its expected "
-                                           "latency now and its measured F1")
-    degraded_from: str | None = Field(None, description="set when the named variant was saturated and a cheaper "
-                                      "one with a measured F1 within the configured margin answered instead "
-                                      "(VITSERVE_DEGRADE=1 and allow_degrade=true)")
-
-
-ERRORS = error_responses({
-    400: "empty body or bytes that are not a decodable image",
-    408: "the body did not arrive within the configured time",
-    413: "body over the configured limit, or an image over the pixel limit",
-    404: "unknown variant; the body lists the known ones",
-    415: "neither multipart with `file` nor an image/* body, or an image format not accepted",
-    422: "malformed parameters, or constraints no loaded variant could meet even on an idle service",
-    499: "the client disconnected before the answer; its work was dropped",
-    503: "the variant is built but could not be loaded, its queue (requests or bytes) is full, its worker "
-         "restarted, or the service is draining; see Retry-After",
-    504: "no answer within the configured request deadline",
-})
-
-
-def _part_bytes(value: str) -> bytes:
-    """The bytes of a multipart part sent without a filename, which Starlette hands over as text.
-
-    Starlette decodes such a part as UTF-8, or as latin-1 when that fails; image bytes are never
-    valid UTF-8, so latin-1 gives them back exactly. A part that was valid UTF-8 is re-encoded so.
-    """
-    try:
-        raw = value.encode("latin-1")
-        raw.decode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-    return raw if raw.isascii() else value.encode("utf-8")
-
-
-async def _image_bytes(request: Request) -> bytes:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        form = await request.form()
-        part = form.get("file")
-        if part is None:
-            raise UnsupportedMediaTypeError("multipart body without a `file` field")
-        return _part_bytes(part) if isinstance(part, str) else await part.read()
-    if not content_type.startswith(RAW_TYPES):
-        raise UnsupportedMediaTypeError(
-            f"unsupported content type {content_type or '(none)'!r}: send multipart/form-data with a "
-            "`file` field, or the image bytes with an image/* content type")
-    return await request.body()
-
-
-BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
-    "image/*": {"schema": {"type": "string", "format": "binary"}},
-}}}
-
-
-async def _counted(variant: str, request: Request, registry: ServingRegistry,
-                   answer: Callable[[], Awaitable[Prediction]]) -> Prediction:
-    """Run ``answer`` and count the request under ``variant`` with its final status."""
-    metrics: ServiceMetrics = request.app.state.metrics
-    status, started = 500, time.perf_counter()
-    try:
-        prediction = await answer()
-        status = 200
-        return prediction
-    except VitserveError as exc:
-        status = status_of(exc)
-        raise
-    except StarletteHTTPException as exc:
-        status = exc.status_code
-        raise
-    finally:
-        metrics.record_request(variant, variant in registry.variants or variant in ("auto", "cascade"), status,
-                               started)
-
-
-@router.post("/predict/auto", response_model=Prediction, responses=ERRORS, openapi_extra=BODY)
+@router.post("/predict/auto", response_model=Prediction, responses=PREDICT_ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_auto(
     request: Request, registry: ServingRegistry = Depends(get_registry),
     max_latency_ms: float | None = Query(None, gt=0, le=600_000, description="end-to-end budget in ms"),
@@ -136,42 +43,18 @@ async def predict_auto(
         metrics.route_choices.labels("auto", choice.variant, choice.reason).inc()
         return await _predict(choice.variant, request, registry, routing=choice)
 
-    return await _counted("auto", request, registry, answer)
+    return await counted("auto", request, registry, answer)
 
 
-@router.post("/predict/{variant}", response_model=Prediction, responses=ERRORS, openapi_extra=BODY)
+@router.post("/predict/{variant}", response_model=Prediction, responses=PREDICT_ERRORS, openapi_extra=IMAGE_BODY)
 async def predict(
     variant: str, request: Request, registry: ServingRegistry = Depends(get_registry),
     allow_degrade: bool = Query(False, description="with VITSERVE_DEGRADE=1: when this variant is saturated, a "
                                 "cheaper one whose measured F1 is within the configured margin may answer"),
 ) -> Prediction:
-    return await _counted(variant, request, registry,
+    return await counted(variant, request, registry,
                           lambda: _predict(variant, request, registry, allow_degrade=allow_degrade))
 
-
-def _admit(request: Request, registry: ServingRegistry, variant: str, nbytes: int, allow_degrade: bool,
-           stack: ExitStack) -> str:
-    """Reserve room for the request on ``variant``, or, when it is saturated and degradation is allowed, on the
-    first fallback with room; the name of the variant that admitted it. Raises QueueFullError (503)."""
-    app = request.app
-    served = registry.get(variant)
-    assert served.predictor is not None
-    try:
-        stack.enter_context(app.state.batchers[variant].reserve(1, nbytes + input_bytes(served.predictor)))
-        return variant
-    except QueueFullError:
-        if not (allow_degrade and app.state.settings.degrade):
-            raise
-    for fallback in degradation_order(variant, app.state.router.figures, app.state.settings.degrade_f1_margin):
-        predictor = registry.get(fallback.name).predictor
-        assert predictor is not None
-        try:
-            stack.enter_context(app.state.batchers[fallback.name].reserve(1, nbytes + input_bytes(predictor)))
-        except QueueFullError:
-            continue
-        app.state.metrics.route_choices.labels("degrade", fallback.name, "degraded_saturated").inc()
-        return fallback.name
-    raise QueueFullError(f"variant {variant!r} and every variant it may degrade to are saturated; retry in 1 s")
 
 
 async def _predict(variant: str, request: Request, registry: ServingRegistry, routing: RouteChoice | None = None,
@@ -179,9 +62,9 @@ async def _predict(variant: str, request: Request, registry: ServingRegistry, ro
     registry.get(variant)  # 404 / 503 before reading the body
     metrics: ServiceMetrics = request.app.state.metrics
     settings = request.app.state.settings
-    data = await read_within(_image_bytes(request), settings.body_timeout_s)
+    data = await read_within(image_bytes(request), settings.body_timeout_s)
     with ExitStack() as stack:
-        name = _admit(request, registry, variant, len(data), allow_degrade, stack)  # 503 before decoding
+        name = admit(request, registry, variant, len(data), allow_degrade, stack)  # 503 before decoding
         served = registry.get(name)
         assert served.predictor is not None
         with metrics.stage(name, "decode"):

@@ -20,17 +20,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from PIL import Image
 
-from build_models.errors import UnknownVariantError
-from build_models.preprocessing import softmax
 from service.dependencies import get_registry, get_settings
-from service.errors import v2_error_response
+from service.http_errors import v2_error_response
 from service.inputs import input_bytes, prepare_payloads, read_within
+from service.readiness import is_ready
 from service.registry import ServedVariant, ServingRegistry
 from service.responses import DRAINING, V2ErrorBody, error_responses
-from service.routers.health import is_ready
-from service.routers.v2_routes import ROUTED_MODELS, infer_routed, routed_ready
 from service.settings import ServiceSettings
-from service.v2_protocol import (
+from service.v2_codec import (
     HEADER_LENGTH,
     IMAGE_INPUT,
     OUTPUTS,
@@ -40,6 +37,9 @@ from service.v2_protocol import (
     encode_infer_response,
     parse_infer_request,
 )
+from service.v2_routed import ROUTED_MODELS, infer_routed, routed_ready
+from vitcore.errors import UnknownVariantError
+from vitcore.preprocessing import softmax
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 MODEL_VERSION = "1"

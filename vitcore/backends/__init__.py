@@ -1,0 +1,1 @@
+"""vitcore/backends."""

@@ -1,0 +1,89 @@
+"""``artifacts/manifest.json``: every variant's files (sha256), size, metrics and build facts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vitcore.errors import ArtifactIntegrityError, ManifestError
+
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def make_readable(folder: Path) -> None:
+    """Let every user read the artifact (some writers create files 0600): the service often runs as
+    another user than the build, a container's non-root user reading a mounted folder for one."""
+    for path in folder.rglob("*"):
+        mode = path.stat().st_mode
+        path.chmod(mode | 0o444 | (0o111 if path.is_dir() else 0))
+
+
+def describe_files(root: Path, folder: Path) -> list[dict[str, Any]]:
+    """Every file under ``folder`` with its path relative to ``root``, size and sha256."""
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        files.append({"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size,
+                      "sha256": sha256_of(path)})
+    return files
+
+
+@dataclass
+class Manifest:
+    root: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: Path) -> Manifest:
+        path = Path(root) / MANIFEST_FILE
+        if not path.exists():
+            raise ManifestError(f"no manifest at {path}; build one with `python -m build_models`")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(data.get("variants"), dict):
+            raise ManifestError(f"{path} has no 'variants' mapping")
+        return cls(Path(root), data)
+
+    @classmethod
+    def load_or_new(cls, root: Path) -> Manifest:
+        try:
+            return cls.load(root)
+        except ManifestError:
+            return cls(Path(root), {"schema_version": SCHEMA_VERSION, "variants": {}})
+
+    @property
+    def variants(self) -> dict[str, dict[str, Any]]:
+        return self.data.setdefault("variants", {})
+
+    def save(self) -> None:
+        """Atomic write, so an interrupted build never leaves a half-written manifest."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{MANIFEST_FILE}.tmp"
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=False))
+        os.replace(tmp, self.root / MANIFEST_FILE)
+
+    def verify(self, name: str) -> None:
+        """Raise ArtifactIntegrityError unless every file of ``name`` exists with its recorded sha256."""
+        entry = self.variants.get(name)
+        if entry is None:
+            raise ArtifactIntegrityError(f"variant {name!r} is not in the manifest")
+        for item in entry.get("files", []):
+            path = self.root / item["path"]
+            if not path.is_file():
+                raise ArtifactIntegrityError(f"{item['path']} is missing")
+            if sha256_of(path) != item["sha256"]:
+                raise ArtifactIntegrityError(f"{item['path']} does not match its sha256 in the manifest")

@@ -39,6 +39,7 @@ ARG PROFILE=
 ARG DATASET=microsoft/cats_vs_dogs
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY vitcore vitcore
 COPY build_models build_models
 COPY service service
 RUN mkdir -p /artifacts \
@@ -51,7 +52,8 @@ RUN mkdir -p /artifacts \
 FROM deps AS serve
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY build_models build_models
+# Serving needs the runtime core and the service only: the build (build_models/) stays out of this image.
+COPY vitcore vitcore
 COPY service service
 RUN pip install --no-deps --no-build-isolation . \
  && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin vitserve

@@ -16,7 +16,8 @@ from vitcore.preprocessing import PreprocessConfig, normalize_uint8
 from vitcore.threads import ThreadSettings
 
 if TYPE_CHECKING:
-    from build_models.training.loop import DistillTargets, Logits
+    from build_models.training.loop import Logits
+    from build_models.training.teacher import DistillTargets
 
 log = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ def probe_config(profile: BuildProfile, steps: int, steps_per_epoch: int, overri
 
 def run_probe(profile: BuildProfile, artifacts: Path, steps: int, overrides: dict[str, Any], label: str,
               device: str = "cpu") -> dict[str, Any]:
-    from build_models.pipeline.build import WORK_DIR, training_inputs
+    from build_models.pipeline.base_step import WORK_DIR, training_inputs
     from build_models.sources.base_model import BaseModelSource, load_base_model
     from build_models.sources.dataset import load_labelled_images, make_splits
     from build_models.training.loop import train_classifier
@@ -87,7 +87,7 @@ def run_probe(profile: BuildProfile, artifacts: Path, steps: int, overrides: dic
 
 def run_partial_probe(profile: BuildProfile, artifacts: Path, overrides: dict[str, Any], label: str) -> dict[str, Any]:
     """One last-blocks fine-tuning recipe of a pretrained profile, on the build's cached states."""
-    from build_models.pipeline.build import WORK_DIR, partial_states
+    from build_models.pipeline.base_step import WORK_DIR, partial_states
     from build_models.sources.base_model import BaseModelSource, load_base_model
     from build_models.sources.dataset import load_labelled_images, make_splits
     from build_models.training.partial import train_tail

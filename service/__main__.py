@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import subprocess
@@ -15,6 +16,10 @@ import uvicorn
 def build_artifacts(artifacts_dir: Path, profile: str | None) -> int:
     """``python -m build_models`` in its own process: serving never imports the build (it needs the extra
     ``build``, and training would share this process's cores and memory)."""
+    if importlib.util.find_spec("build_models") is None:
+        print("--build-if-missing: the build is not installed here (pip install '.[build]' from a checkout)",
+              file=sys.stderr)
+        return 2
     argv = [sys.executable, "-m", "build_models", "--artifacts", str(artifacts_dir)]
     if profile:
         argv += ["--profile", profile]

@@ -120,7 +120,9 @@ def test_lite0_student_beats_a_floor_its_untrained_self_cannot(manifest, smoke_a
     from safetensors.torch import save_file
 
     from build_models.measure.evaluate import TestImages, evaluate
-    from build_models.variants.distilled_lite0 import WEIGHTS_FILE, Lite0Predictor, lite0_classifier
+    from build_models.variants.distilled_lite0 import lite0_classifier
+    from vitcore.backends.pytorch import LITE0_WEIGHTS as WEIGHTS_FILE
+    from vitcore.backends.pytorch import Lite0Predictor
 
     floor = 0.78  # measured 0.848 on the smoke split; its teacher (the smoke ViT) scores about 0.61
     assert manifest.variants["distilled-lite0"]["metrics"]["f1"] >= floor

@@ -89,7 +89,7 @@ def runner(candidate: Candidate, threads: int) -> Callable[[np.ndarray], np.ndar
         return lambda x: np.asarray(request.infer({0: x})[compiled.output(0)]).copy()
     import onnxruntime as ort
 
-    from build_models.export.formats import ort_session_options
+    from vitcore.backends.onnxruntime import ort_session_options
 
     session = ort.InferenceSession(str(candidate.path), sess_options=ort_session_options(threads, 1),
                                    providers=["CPUExecutionProvider"])

@@ -2,7 +2,7 @@
 
 Training time is measured: real steps of the base model at each training size (``step_costs``).
 The other phases are estimated from a reference build (``reference.json``, written from a real
-build's manifest by ``python -m build_models.planning.plan reference``), scaled by how fast this machine runs
+build's manifest by ``python -m build_models.planning.reference``), scaled by how fast this machine runs
 the base model compared with the reference machine, and by how much work each phase is asked to do
 (images, epochs, resolution). Every phase says which of the two it is.
 """

@@ -27,7 +27,7 @@ from build_models.reporting.routes import cascade_block
 from build_models.reporting.seed_study import seed_comparison_table
 from build_models.reporting.students import distillation_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"(<!-- generated:(\w+):([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 
 

@@ -6,6 +6,9 @@ distillation from a teacher: either one run on each augmented batch (``TrainData
 cached teacher feature maps read for the same crops (``TrainData.targets``: logits + per-token
 features). Checkpoint selection on the validation split, a tqdm bar with loss and validation
 accuracy, resumable state saved as safetensors + JSON, every step seeded by its index.
+
+Over 300 lines: the loop, its objective and its resumable state share their internals; split, each part
+would reach into the others.
 """
 
 from __future__ import annotations

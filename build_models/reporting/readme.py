@@ -1,14 +1,15 @@
-"""README figures generated from the committed reports, never typed.
+"""README and docs/ figures generated from the committed reports, never typed.
 
-``python -m build_models.reporting.readme publish --artifacts artifacts`` copies a build's report.json /
-report.md / report.png to ``docs/report-<profile>.*`` and rewrites every generated block of the
-README; ``python -m build_models.reporting.readme check`` fails when a block differs from what the committed
-``docs/`` reports give (the test suite runs it).
+The pages are ``README.md`` and every ``docs/*.md`` except the published reports (``docs/report-*.md``,
+copies of a build's report.md). ``python -m build_models.reporting.readme publish --artifacts artifacts``
+copies a build's report.json / report.md / report.png to ``docs/report-<profile>.*`` and rewrites every
+generated block of every page (``write`` only rewrites); ``python -m build_models.reporting.readme check``
+fails when a block of any page differs from what the committed ``docs/`` reports give, or when a page has
+a block marker that does not close (the test suite runs it).
 
 A block is ``<!-- generated:<kind>:<profile> -->`` ... ``<!-- /generated -->``; kinds: ``table``,
-``facts``, ``lossless``, ``seed``, ``students`` (from ``docs/report-<profile>.json``), ``load``, ``container``,
-``probes``
-(from ``docs/<kind>-<name>.json``).
+``facts``, ``lossless``, ``seed``, ``students``, ``planned``, ``cascade`` (from ``docs/report-<profile>.json``),
+``load``, ``container``, ``probes``, ``faults``, ``cmd1``, ``plan`` (from ``docs/<kind>-<name>.json``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from build_models.reporting.students import distillation_table
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"(<!-- generated:(\w+):([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+OPENING = re.compile(r"<!-- generated:")
+PUBLISHED_REPORT = "report-*.md"  # docs/report-<profile>.md: a build's own report.md, copied, not a page
 
 
 def _facts(report: dict[str, Any]) -> str:
@@ -171,6 +174,18 @@ def regenerate(readme: str, docs: Path) -> str:
     return BLOCK.sub(replace, readme)
 
 
+def pages(readme: Path, docs: Path) -> list[Path]:
+    """The files whose generated blocks are kept in step: the README, then every docs/*.md page in name
+    order (the published reports excepted)."""
+    published = set(docs.glob(PUBLISHED_REPORT))
+    return [readme, *sorted(page for page in docs.glob("*.md") if page not in published)]
+
+
+def unclosed_blocks(text: str) -> int:
+    """How many ``<!-- generated:`` markers of a page are not the start of a well-formed block."""
+    return len(OPENING.findall(text)) - len(BLOCK.findall(text))
+
+
 def publish(artifacts: Path, docs: Path) -> str:
     report = json.loads((artifacts / "report.json").read_text())
     profile = report["profile"]
@@ -183,11 +198,13 @@ def publish(artifacts: Path, docs: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m build_models.reporting.readme", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m build_models.reporting.readme", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=("publish", "publish-load", "check", "write"))
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    p.add_argument("--docs", type=Path, default=ROOT / "docs")
+    p.add_argument("--docs", type=Path, default=ROOT / "docs",
+                   help="the published reports, and the pages (docs/*.md) kept in step with the README")
     args = p.parse_args(argv)
     if args.action == "publish":
         print(f"published profile {publish(args.artifacts, args.docs)} to {args.docs}")
@@ -195,18 +212,32 @@ def main(argv: list[str] | None = None) -> int:
         for result in sorted(Path(args.artifacts).glob("*.json")):
             shutil.copy2(result, args.docs / f"load-{result.name}")
             print(f"published {result.name}")
-    current = args.readme.read_text()
-    generated = regenerate(current, args.docs)
+    stale, broken, blocks = [], [], 0
+    for page in pages(args.readme, args.docs):
+        current = page.read_text()
+        generated = regenerate(current, args.docs)
+        blocks += len(BLOCK.findall(generated))
+        if unclosed_blocks(current):
+            broken.append(page)
+        if generated == current:
+            continue
+        stale.append(page)
+        if args.action != "check":
+            page.write_text(generated)
+            print(f"rewrote the generated blocks of {page}")
+    for page in broken:
+        print(f"{page}: a <!-- generated:<kind>:<name> --> marker without its <!-- /generated --> (or with a "
+              "malformed name)", file=sys.stderr)
     if args.action == "check":
-        if generated != current:
-            print(f"{args.readme} differs from the tables that {args.docs} gives: run "
+        for page in stale:
+            print(f"{page} differs from the tables that {args.docs} gives: run "
                   "python -m build_models.reporting.readme write", file=sys.stderr)
+        if stale or broken:
             return 1
-        print("README blocks match docs/ reports")
+        print(f"{blocks} generated blocks in README and docs/ pages match docs/ reports")
         return 0
-    args.readme.write_text(generated)
-    print(f"rewrote {len(BLOCK.findall(generated))} generated blocks in {args.readme}")
-    return 0
+    print(f"{blocks} generated blocks in {len(pages(args.readme, args.docs))} pages; {len(stale)} pages rewritten")
+    return 1 if broken else 0
 
 
 if __name__ == "__main__":

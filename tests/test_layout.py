@@ -52,7 +52,7 @@ from service.app import create_app
 from service.settings import ServiceSettings
 with TestClient(create_app(ServiceSettings(artifacts_dir={str(smoke_artifacts)!r}))) as client:
     assert client.get("/health/ready").status_code == 200
-    served = [n for n, v in client.get("/variants").json()["variants"].items() if v["available"]]
+    served = [v["name"] for v in client.get("/variants").json()["variants"] if v["available"]]
 print(json.dumps({{"served": served, "build": sorted(m for m in sys.modules if m.split(".")[0] in {BUILD_ONLY!r})}}))
 """
     result = json.loads(_python(code))
@@ -93,7 +93,7 @@ def test_the_serving_only_install_serves_every_variant_but_tensorflow(smoke_arti
                 break
             time.sleep(1)
         assert status == 200, (tmp_path / "service.log").read_text()[-3000:]
-        variants = _get(port, "/variants")[1]["variants"]
+        variants = {v["name"]: v for v in _get(port, "/variants")[1]["variants"]}
         assert variants["tf-clustered"]["available"] is False
         served = [name for name, v in variants.items() if v["available"]]
         assert set(served) == set(list_variants()) - {"tf-clustered"}

@@ -21,6 +21,7 @@ def auto_row(manifest: Mapping[str, Any], figures: Mapping[str, VariantFigures])
     metrics = manifest.get("variants", {}).get(choice.variant, {}).get("metrics") or {}
     return {"route": "auto", "answers": choice.variant, "available": True, "f1": choice.f1,
             "f1_ci95": metrics.get("f1_ci95"), "mean_ms": figures[choice.variant].e2e_ms,
+            "size_mb": _size_mb(manifest, [choice.variant]),
             "how": "no constraints: the most accurate variant, ties to the faster"}
 
 
@@ -32,8 +33,15 @@ def cascade_row(manifest: Mapping[str, Any], serving: set[str]) -> dict[str, Any
     return {"route": "cascade", "answers": f"{cascade['first']} → {cascade['then']}",
             "available": {cascade["first"], cascade["then"]} <= serving, "f1": test["f1"],
             "f1_ci95": test.get("f1_ci95"), "mean_ms": test["mean_ms"],
+            "size_mb": _size_mb(manifest, [cascade["first"], cascade["then"]]),
             "how": f"{test['escalation_rate']:.1%} escalated below calibrated p {cascade['threshold']:.3f}; "
                    "mean latency computed from the pair's measured means"}
+
+
+def _size_mb(manifest: Mapping[str, Any], names: list[str]) -> float | None:
+    """What the route holds: the size of its variant, or of both of the pair."""
+    sizes = [manifest.get("variants", {}).get(name, {}).get("size_mb") for name in names]
+    return None if None in sizes else round(sum(sizes), 3)
 
 
 def route_rows(manifest: Mapping[str, Any], figures: Mapping[str, VariantFigures],

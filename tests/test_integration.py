@@ -93,3 +93,6 @@ def test_variants_lists_the_routes_beside_the_variants(client, smoke_artifacts):
     assert (routes["cascade"]["f1"], routes["cascade"]["f1_ci95"], routes["cascade"]["mean_ms"]) == (
         cascade["test"]["f1"], cascade["test"]["f1_ci95"], cascade["test"]["mean_ms"])
     assert routes["cascade"]["available"]
+    sizes = {name: entry["size_mb"] for name, entry in manifest["variants"].items()}
+    assert routes["auto"]["size_mb"] == pytest.approx(sizes[best])
+    assert routes["cascade"]["size_mb"] == pytest.approx(sizes[cascade["first"]] + sizes[cascade["then"]])

@@ -7,14 +7,16 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(dirname "$repo")/cmd1-fresh
 rm -rf "$work" && git clone -q "$repo" "$work" && cd "$work"
 start=$(date +%s)
-( python3 -m venv .venv && .venv/bin/pip install -q -e ".[build]" && .venv/bin/python -m service --build-if-missing ) \
+# The subshell execs the service as its last command, so $command is the service's own PID once it runs.
+( python3 -m venv .venv && .venv/bin/pip install -q -e ".[build]" && exec .venv/bin/python -m service --build-if-missing ) \
   > "$work.log" 2>&1 &
+command=$!
 until curl -sf -o /dev/null http://127.0.0.1:8000/health/ready; do
   sleep 10
-  if ! kill -0 $! 2>/dev/null; then echo "command 1 exited before it was ready; see $work.log"; exit 1; fi
+  if ! kill -0 "$command" 2>/dev/null; then echo "command 1 exited before it was ready; see $work.log"; exit 1; fi
 done
 seconds=$(( $(date +%s) - start ))
-pkill -f "python -m service --build-if-missing"
+kill -TERM "$command" && wait "$command"
 flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx512_bf16|amx_bf16)$' | tr '\n' ' ')
 model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)
 printf '{"seconds": %d, "cpu": "%s", "flags": "%s", "cores": %d, "profile": "%s"}\n' "$seconds" "$model" \

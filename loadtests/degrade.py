@@ -13,18 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loadtests.load_runs import five_hundreds, print_table, run_load, write_result
+from loadtests.answers import answered_figures
+from loadtests.load_runs import print_table, run_load, write_result
 
 
 def most_accurate(manifest: dict[str, Any], served: list[str]) -> str:
     scored = [n for n in served if manifest["variants"].get(n, {}).get("metrics", {}).get("f1") is not None]
     return max(scored, key=lambda n: manifest["variants"][n]["metrics"]["f1"])
-
-
-def _answered_rps(run: dict[str, Any]) -> tuple[float, int, int]:
-    row = next(r for r in run["rows"] if r["name"] == "Aggregated")
-    answered = row["requests"] - row["failures"]
-    return row["rps"] * answered / max(1, row["requests"]), answered, row["failures"]
 
 
 def served_f1(manifest: dict[str, Any], served: dict[str, int]) -> float | None:
@@ -45,12 +40,10 @@ def degrade(args: argparse.Namespace) -> int:
                          target=target, query="allow_degrade=true") for on in (False, True)}
     table = []
     for on, run in runs.items():
-        rps, answered, failures = _answered_rps(run)
-        f1 = served_f1(manifest, run["served"])
-        table.append({"degradation": "on" if on else "off", "answered req/s": round(rps, 1), "answered": answered,
-                      "refused (503)": failures, "5xx": five_hundreds(run, Path(args.out)),
-                      "mean served F1": None if f1 is None else round(f1, 4),
-                      "answered by": run["served"]})
+        figures = answered_figures(run["served"])
+        f1 = served_f1(manifest, figures["answered by"])
+        table.append({"degradation": "on" if on else "off", **figures,
+                      "mean served F1": None if f1 is None else round(f1, 4)})
     ratio = table[1]["answered req/s"] / max(table[0]["answered req/s"], 1e-9)
     print_table(table)
     notes = [f"every request named {target} (measured F1 {manifest['variants'][target]['metrics']['f1']:.4f}); "

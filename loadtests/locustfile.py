@@ -7,7 +7,8 @@ Options (command line or environment):
   --wait-min / LOCUST_WAIT_MIN   seconds between a user's requests (default 0.1)
   --wait-max / LOCUST_WAIT_MAX   (default 0.5)
   --query    / LOCUST_QUERY      appended to every /predict URL, e.g. "allow_degrade=true"
-  LOCUST_SERVED_FILE             at the end, write {variant that answered: count} there as JSON
+  LOCUST_SERVED_FILE             at the end, write the /predict answers there as JSON: count by status and
+                                 by the variant that answered (``loadtests.answers``)
 Only loopback hosts are accepted.
 """
 
@@ -16,12 +17,12 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections import Counter
 from typing import Any
 from urllib.parse import urlparse
 
 from locust import HttpUser, events, task
 
+from loadtests.answers import AnswerCount
 from loadtests.images import load_photos, upscaled
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -39,7 +40,7 @@ def add_options(parser) -> None:  # type: ignore[no-untyped-def]
     parser.add_argument("--query", type=str, env_var="LOCUST_QUERY", default="")
 
 
-SERVED: Counter[str] = Counter()  # which variant answered each 200, as the response says
+ANSWERS = AnswerCount()  # every /predict answer by status, and each valid one by the variant that gave it
 
 
 @events.test_stop.add_listener
@@ -47,7 +48,15 @@ def write_served(**_: Any) -> None:
     path = os.environ.get("LOCUST_SERVED_FILE")
     if path:
         with open(path, "w") as handle:
-            json.dump(dict(SERVED), handle)
+            json.dump(ANSWERS.as_dict(), handle)
+
+
+def _json(response: Any) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def parse_weights(spec: str) -> tuple[list[str], list[float]]:
@@ -88,13 +97,10 @@ class PredictUser(HttpUser):
         with self.client.post(f"/predict/{variant}" + (f"?{query}" if query else ""),
                               files={"file": ("photo.jpg", photo, "image/jpeg")},
                               name=f"/predict/{variant}", catch_response=True) as response:
-            if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
-                return
-            answer = response.json()
-            if answer.get("label") not in ("cat", "dog"):
-                response.failure("no label in the answer")
-            SERVED[answer.get("variant", variant)] += 1
+            body = _json(response) if response.status_code == 200 else None
+            failure = ANSWERS.record(response.status_code, body, variant)
+            if failure is not None:
+                response.failure(f"{failure}: {response.text[:200]}")
 
     def bad_request(self, variant: str) -> None:
         """A malformed request: it must get a 4xx JSON error, never a 5xx."""

@@ -1,21 +1,26 @@
 """Prometheus metrics, one CollectorRegistry per app (so several apps in one process do not clash).
 
 Per variant: requests by status, latency histograms by stage (decode, queue wait, inference,
-total), batch sizes, queue depth, and loaded / degraded gauges. Served at GET /metrics.
+total), batch sizes, queue depth, and loaded / degraded gauges. Served at GET /metrics. The JSON
+summary's p50 and p99 come from each variant's most recent exact request times, not the histogram:
+its buckets are too wide (2.5x apart) for a live figure.
 """
 
 from __future__ import annotations
 
-import math
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STAGES = ("decode", "queue_wait", "inference", "total")
+RECENT_REQUESTS = 1000  # per variant: the request times the summary's p50 and p99 are computed from
 
 
 class ServiceMetrics:
@@ -38,6 +43,8 @@ class ServiceMetrics:
                             registry=self.registry)
         self.degraded = Gauge("vitserve_variant_degraded", "1 when the variant failed to load", ["variant"],
                               registry=self.registry)
+        self.recent_ms: dict[str, deque[float]] = {}
+        self.recent_lock = threading.Lock()
 
     def record_variants(self, availability: dict[str, bool]) -> None:
         for name, available in availability.items():
@@ -49,7 +56,21 @@ class ServiceMetrics:
         without bound)."""
         if known:
             self.requests.labels(variant, str(status)).inc()
-            self.latency.labels(variant, "total").observe(time.perf_counter() - started)
+            self.observe_total(variant, time.perf_counter() - started)
+
+    def observe_total(self, variant: str, seconds: float) -> None:
+        self.latency.labels(variant, "total").observe(seconds)
+        with self.recent_lock:
+            self.recent_ms.setdefault(variant, deque(maxlen=RECENT_REQUESTS)).append(seconds * 1000)
+
+    def recent_percentiles(self, variant: str) -> dict[str, Any]:
+        """p50 and p99 in ms of the variant's last ``RECENT_REQUESTS`` request times, and how many there were."""
+        with self.recent_lock:
+            samples = list(self.recent_ms.get(variant, ()))
+        if not samples:
+            return {"p50_ms": None, "p99_ms": None, "recent_requests": 0}
+        p50, p99 = np.percentile(samples, [50, 99])
+        return {"p50_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3), "recent_requests": len(samples)}
 
     @contextmanager
     def stage(self, variant: str, stage: str) -> Iterator[None]:
@@ -60,14 +81,13 @@ class ServiceMetrics:
             self.latency.labels(variant, stage).observe(time.perf_counter() - started)
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        """Per variant: requests by status, p50/p99 of the total time (interpolated within histogram buckets,
-        as Prometheus' histogram_quantile does) and queue depth; the JSON behind the page's live view."""
+        """Per variant: requests by status, p50/p99 of its recent total request times and queue depth; the JSON
+        behind the page's live view."""
         out: dict[str, dict[str, Any]] = {}
 
         def entry(variant: str) -> dict[str, Any]:
-            return out.setdefault(variant, {"requests": {}, "queue_depth": 0, "p50_ms": None, "p99_ms": None})
+            return out.setdefault(variant, {"requests": {}, "queue_depth": 0, **self.recent_percentiles(variant)})
 
-        buckets: dict[str, list[tuple[float, float]]] = {}
         for metric in self.registry.collect():
             for sample in metric.samples:
                 labels = sample.labels
@@ -75,25 +95,8 @@ class ServiceMetrics:
                     entry(labels["variant"])["requests"][labels["status"]] = int(sample.value)
                 elif sample.name == "vitserve_queue_depth":
                     entry(labels["variant"])["queue_depth"] = int(sample.value)
-                elif sample.name == "vitserve_request_stage_seconds_bucket" and labels["stage"] == "total":
-                    buckets.setdefault(labels["variant"], []).append((float(labels["le"]), sample.value))
-        for variant, cumulative in buckets.items():
-            cumulative.sort()
-            entry(variant).update(p50_ms=_quantile_ms(cumulative, 0.5), p99_ms=_quantile_ms(cumulative, 0.99))
+        with self.recent_lock:
+            timed = list(self.recent_ms)
+        for variant in timed:
+            entry(variant)
         return out
-
-
-def _quantile_ms(cumulative: list[tuple[float, float]], q: float) -> float | None:
-    """The q-quantile in ms of a cumulative histogram [(upper bound s, count)], linear within a bucket."""
-    total = cumulative[-1][1] if cumulative else 0
-    if not total:
-        return None
-    rank, lower, below = q * total, 0.0, 0.0
-    for upper, count in cumulative:
-        if count >= rank:
-            if math.isinf(upper):
-                return round(lower * 1000, 3)
-            share = (rank - below) / (count - below) if count > below else 1.0
-            return round((lower + (upper - lower) * share) * 1000, 3)
-        lower, below = upper, count
-    return round(lower * 1000, 3)

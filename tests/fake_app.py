@@ -43,27 +43,48 @@ def _load_fake(manifest: Manifest, name: str, threads: ThreadSettings, verify: b
     return predictor
 
 
-def write_fake_artifacts(root: Path) -> Path:
-    """A manifest with one variant whose folder holds only its preprocessing config."""
-    (root / VARIANT).mkdir(parents=True, exist_ok=True)
-    (root / VARIANT / "preprocessor_config.json").write_text(json.dumps({"size": {"height": SIZE, "width": SIZE}}))
-    Manifest(root, {"schema_version": 1, "profile": "fake", "label_names": ["cat", "dog"],
-                    "variants": {VARIANT: {"status": "ok", "runtime": "fake", "files": []}}}).save()
+ROUTED = ("plain", "onnx")  # with ``routed``: both serve, with figures for auto and a cascade onnx -> plain
+
+
+def _routed_entries() -> dict[str, Any]:
+    """Measured F1 and latency for both variants, and the cascade between them, as a build records them."""
+    figures = {"plain": (0.9, 20.0), "onnx": (0.8, 5.0)}
+    variants = {name: {"status": "ok", "runtime": "fake", "files": [], "metrics": {"f1": f1, "f1_ci95": [f1 - 0.05,
+                f1 + 0.05]}, "size_mb": 1.0} for name, (f1, _) in figures.items()}
+    latency = {name: {"end_to_end": {"mean_ms": ms, "p50_ms": ms}, "model": {"mean_ms": ms / 2, "p50_ms": ms / 2}}
+               for name, (_, ms) in figures.items()}
+    cascade = {"first": "onnx", "then": "plain", "threshold": 0.6, "temperatures": {"onnx": 1.0, "plain": 1.0},
+               "test": {"f1": 0.88, "f1_ci95": [0.83, 0.93], "mean_ms": 9.0, "escalation_rate": 0.2}}
+    return {"variants": variants, "latency": {"results": latency}, "cascade": cascade}
+
+
+def write_fake_artifacts(root: Path, routed: bool = False) -> Path:
+    """A manifest with one variant whose folder holds only its preprocessing config (``routed``: two, with the
+    figures /predict/auto and /predict/cascade route on)."""
+    data: dict[str, Any] = {"schema_version": 1, "profile": "fake", "label_names": ["cat", "dog"],
+                            "variants": {VARIANT: {"status": "ok", "runtime": "fake", "files": []}}}
+    if routed:
+        data.update(_routed_entries())
+    for name in data["variants"]:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / "preprocessor_config.json").write_text(json.dumps({"size": {"height": SIZE, "width": SIZE}}))
+    Manifest(root, data).save()
     return root
 
 
 @contextmanager
-def fake_app(root: Path, **settings: Any) -> Iterator[FastAPI]:
+def fake_app(root: Path, routed: bool = False, **settings: Any) -> Iterator[FastAPI]:
     """The app over fake artifacts; predictors load as FakePredictor while the context is open."""
-    options = {"variants": VARIANT, "max_wait_ms": 0.0, "verify_sha256": False, **settings}
+    options = {"variants": ",".join(ROUTED) if routed else VARIANT, "max_wait_ms": 0.0, "verify_sha256": False,
+               **settings}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(service.registry, "load_predictor", _load_fake)
-        yield create_app(ServiceSettings(artifacts_dir=write_fake_artifacts(root), **options))
+        yield create_app(ServiceSettings(artifacts_dir=write_fake_artifacts(root, routed), **options))
 
 
 @contextmanager
-def fake_client(root: Path, **settings: Any) -> Iterator[TestClient]:
-    with fake_app(root, **settings) as app, TestClient(app, raise_server_exceptions=False) as client:
+def fake_client(root: Path, routed: bool = False, **settings: Any) -> Iterator[TestClient]:
+    with fake_app(root, routed, **settings) as app, TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
 

@@ -57,6 +57,9 @@ payloads = st.binary(max_size=2048) | corrupted_images() | st.sampled_from(IMAGE
 content_types = st.sampled_from(["image/png", "image/jpeg", "image/anything", "application/octet-stream",
                                  "multipart/form-data", "multipart/form-data; boundary=xyz", "application/json",
                                  "text/plain", ""]) | header_text
+# /predict/auto's query parameters (max_latency_ms, min_f1, prefer) as text, absent (None) or out of range.
+query_values = st.none() | header_text | st.sampled_from(["0", "-1", "1e309", "nan", "inf", "0.5", "8", "2",
+                                                           "accuracy", "speed", "600000.1", "1e-12"])
 parts = st.tuples(st.sampled_from(["file", "other", ""]) | header_text, st.none() | header_text,
                   st.none() | st.sampled_from(["image/png", "text/plain"]), payloads)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from build_models.measure import evaluate as evaluation
-from build_models.measure.calibration import calibrate, expected_calibration_error
+from build_models.measure.calibration import TEMPERATURES, calibrate, expected_calibration_error
 from build_models.measure.cascade import Scored, cascade_outcome, choose_cascade
 from build_models.pipeline import cascade_step as cascade_build
 from build_models.sources.dataset import Splits
@@ -26,24 +26,45 @@ def test_ece_of_a_hand_counted_example():
     assert expected_calibration_error(probabilities, labels) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
 
 
-def overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A classifier right 80% of the time that says 0.99 every time."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n)
-    predicted = np.where(rng.random(n) < 0.8, labels, 1 - labels)
-    probabilities = np.full((n, 2), 0.01)
-    probabilities[np.arange(n), predicted] = 0.99
+def right_share_at(confidence: float, right: int, wrong: int) -> tuple[np.ndarray, np.ndarray]:
+    """``right + wrong`` images, every one given ``confidence`` for its predicted class; ``right`` of them right."""
+    labels = np.array([0] * (right + wrong))
+    predicted = np.array([0] * right + [1] * wrong)
+    probabilities = np.full((len(labels), 2), 1.0 - confidence)
+    probabilities[np.arange(len(labels)), predicted] = confidence
     return probabilities, labels
 
 
-def test_a_fitted_temperature_softens_an_overconfident_classifier_and_lowers_its_ece():
-    probabilities, labels = overconfident(2000, 0)
+def _sigmoid(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-x)))
+
+
+def test_the_fitted_temperature_is_the_nll_optimum_derived_by_hand():
+    # 80 of 100 right, each at 0.99. At temperature T every top probability is sigmoid(log(99) / T), and the
+    # mean NLL -0.8 log q - 0.2 log(1 - q) is least at q = 0.8: log(99) / T = log(4), T = log(99) / log(4).
+    probabilities, labels = right_share_at(0.99, 80, 20)
+    optimum = np.log(99) / np.log(4)  # 3.3147
     calibration = calibrate(probabilities, labels)
-    assert calibration.temperature > 2.0  # log(0.99/0.01) / T = log(0.8/0.2) gives T = 3.3
-    assert calibration.ece == pytest.approx(0.19, abs=0.02)
-    assert calibration.ece_calibrated < 0.03
+    grid_step = np.log(TEMPERATURES[1] / TEMPERATURES[0])
+    assert abs(np.log(calibration.fitted_temperature / optimum)) <= grid_step
+    assert calibration.temperature == calibration.fitted_temperature  # it lowers the ECE, so it is kept
+    assert calibration.ece == pytest.approx(0.99 - 0.8)
+    assert calibration.ece_calibrated == pytest.approx(abs(0.8 - _sigmoid(np.log(99) / calibration.temperature)))
+    assert calibration.ece_calibrated < 0.01
     assert np.array_equal(calibration.apply(probabilities).argmax(1), probabilities.argmax(1))
     assert temperature_scaled(probabilities, 1.0) == pytest.approx(probabilities)
+
+
+def test_a_temperature_that_does_not_lower_the_ece_is_not_kept():
+    # Already calibrated (0.8, 80% right): the optimum is T = 1, which the grid (symmetric in log T, an even
+    # number of points) lacks; its nearest point raises the ECE from 0, so the temperature stays 1.
+    probabilities, labels = right_share_at(0.8, 80, 20)
+    calibration = calibrate(probabilities, labels)
+    assert abs(np.log(calibration.fitted_temperature)) <= np.log(TEMPERATURES[1] / TEMPERATURES[0])
+    assert calibration.fitted_temperature != 1.0
+    assert calibration.temperature == 1.0 and calibration.ece_calibrated == calibration.ece
+    assert calibration.ece == pytest.approx(0.0, abs=1e-12)
+    assert calibration.apply(probabilities) is probabilities
 
 
 def test_the_cascade_keeps_the_accurate_f1_for_a_fraction_of_its_latency():
@@ -109,6 +130,6 @@ def test_every_candidate_records_its_calibration(smoke_artifacts):
     cascade = manifest["cascade"]
     for name in (cascade["first"], cascade["then"]):
         calibration = manifest["variants"][name]["calibration"]
-        assert calibration["ece_calibrated"] <= calibration["ece"]
+        assert calibration["temperature"] == pytest.approx(cascade["temperatures"][name], abs=1e-4)
         assert calibration["validation_images"] == cascade["validation"]["images"]
     assert cascade["validation"]["images"] <= len(json.loads((Path(smoke_artifacts) / "split.json").read_text())["val"])

@@ -142,3 +142,10 @@ def test_grace_period_covers_the_prestop_pause_the_drain_and_the_shutdown():
     pause = float(re.search(r"sleep\((\d+(?:\.\d+)?)\)", " ".join(
         container["lifecycle"]["preStop"]["exec"]["command"])).group(1))
     assert pod["terminationGracePeriodSeconds"] >= pause + drain + SHUTDOWN_GRACE_S
+
+
+def test_command1_timing_stops_only_the_server_it_started():
+    script = (ROOT / "deploy" / "command1_timing.sh").read_text()
+    assert not re.search(r"\b(pkill|killall)\b", script)  # by name: would also stop anyone else's server
+    assert "exec .venv/bin/python -m service --build-if-missing" in script and "command=$!" in script
+    assert 'kill -TERM "$command"' in script

@@ -64,20 +64,26 @@ def test_report_marks_the_subset_scores(dinov2_smoke_artifacts: Path) -> None:
     assert "first" not in plain_row
 
 
-def test_served_by_the_app(dinov2_smoke_artifacts: Path, dataset) -> None:  # type: ignore[no-untyped-def]
+def test_every_served_variant_answers_as_the_build_scored_it(dinov2_smoke_artifacts: Path,
+                                                            dataset) -> None:  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
     from service.app import create_app
     from service.settings import ServiceSettings
 
-    ids, expected = read_predictions(dinov2_smoke_artifacts / "eval" / "openvino-int8.json")
     with TestClient(create_app(ServiceSettings(artifacts_dir=dinov2_smoke_artifacts))) as client:
         assert client.get("/health/ready").status_code == 200
-        for index in (0, 7, 31):
-            jpeg = dataset.image_bytes(int(ids[index].split(":")[0]))
-            for variant in ("plain", "openvino-int8"):
+        listed = client.get("/variants").json()["variants"]
+        served = [v["name"] for v in listed if v["available"]]
+        assert {"plain", "openvino-int8"} <= set(served)
+        for entry in listed:  # only a runtime this install lacks keeps a built variant from serving
+            assert entry["available"] or entry["error"].startswith("runtime not installed"), entry
+        for variant in served:
+            ids, expected = read_predictions(dinov2_smoke_artifacts / "eval" / f"{variant}.json")
+            for index in (0, 7, 31):  # within the first 50 images the lossless variants were scored on
+                jpeg = dataset.image_bytes(int(ids[index].split(":")[0]))
                 response = client.post(f"/predict/{variant}", files={"file": ("x.jpg", jpeg, "image/jpeg")})
                 assert response.status_code == 200, response.text
-            body = response.json()
-            served = np.array([body["probabilities"]["cat"], body["probabilities"]["dog"]])
-            np.testing.assert_allclose(served, expected[index], atol=1e-5)
+                body = response.json()
+                probabilities = np.array([body["probabilities"]["cat"], body["probabilities"]["dog"]])
+                np.testing.assert_allclose(probabilities, expected[index], atol=1e-5, err_msg=variant)

@@ -64,3 +64,17 @@ def test_while_draining_new_work_gets_503_and_probes_still_answer(tmp_path):
         assert ready.status_code == 503 and ready.json()["draining"] is True
         assert client.get("/v2/health/ready").status_code == 503
         assert client.get("/health/live").status_code == 200
+
+
+def test_a_request_sent_just_before_sigterm_that_gets_no_answer_is_counted_lost():
+    from loadtests.fault_sigterm import GRACE_S, tally_answers
+
+    sigterm = 100.0
+    answers = [(sigterm - 1.0, 200, ""), (sigterm - GRACE_S / 2, None, "RemoteProtocolError"),
+               (sigterm - GRACE_S / 4, 503, ""), (sigterm + 0.1, None, "ConnectError"), (sigterm + 0.2, 503, "")]
+    tally, groups = tally_answers(answers, sigterm)
+    assert [len(groups[g]) for g in ("before", "window", "after")] == [1, 2, 2]
+    assert tally.lost == 1 and tally.unexpected_5xx == [
+        f"no answer: RemoteProtocolError for a request sent within {GRACE_S} s before SIGTERM"]
+    # Refused after the signal is not lost: the listener had closed.
+    assert tally.statuses == {"200": 1, "no answer": 1, "503": 2, "refused (listener closed)": 1}

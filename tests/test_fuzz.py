@@ -1,12 +1,14 @@
-"""Property-based fuzzing of the two inference endpoints: whatever arrives, the answer is a JSON error or a result.
+"""Property-based fuzzing of the inference endpoints (/predict/<variant>, /predict/auto, /predict/cascade and the
+V2 models, ``auto`` and ``cascade`` included): whatever arrives, the answer is a JSON error or a result.
 
 Never a 5xx other than the documented 503 (saturated / unavailable) and 504 (deadline), and the server still
 answers valid requests afterwards. The app is the real HTTP plumbing over a fake predictor (tests/fake_app.py).
-Deterministic: derandomize=True and no example database. 2,250 generated requests in all.
+Deterministic: derandomize=True and no example database. 3,450 generated requests in all.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +19,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fake_app import SIZE, VARIANT, fake_client, png_bytes
+from tests.fake_app import ROUTED, SIZE, VARIANT, fake_client, png_bytes
 from tests.fuzz_strategies import (
     BINARY_REQUESTS,
     JSON_REQUESTS,
@@ -34,6 +36,7 @@ from tests.fuzz_strategies import (
     parts,
     payloads,
     png_with_header,
+    query_values,
 )
 
 MAX_PIXELS = 1_000_000
@@ -46,6 +49,14 @@ PREDICT, INFER = f"/predict/{VARIANT}", f"/v2/models/{VARIANT}/infer"
 def fuzz_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     with fake_client(tmp_path_factory.mktemp("fuzz"), max_body_bytes=256 * 1024, max_image_pixels=MAX_PIXELS,
                      queue_size=16) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def routed_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """Two fake variants with measured figures and a cascade between them, so auto and cascade really route."""
+    with fake_client(tmp_path_factory.mktemp("fuzz-routed"), routed=True, max_body_bytes=256 * 1024,
+                     max_image_pixels=MAX_PIXELS, queue_size=16) as client:
         yield client
 
 
@@ -71,6 +82,17 @@ def assert_still_serves(client: TestClient) -> None:
     pixels = {"name": "PIXELS", "datatype": "FP32", "shape": [1, 3, SIZE, SIZE], "data": [0.5] * 3 * SIZE * SIZE}
     answer = client.post(INFER, json={"inputs": [pixels]})
     assert answer.status_code == 200 and answer.json()["outputs"][0]["shape"] == [1, 2], answer.text
+
+
+def assert_routes_still_serve(client: TestClient) -> None:
+    for route in ("auto", "cascade"):
+        answer = client.post(f"/predict/{route}", files={"file": ("x.png", png_bytes(), "image/png")})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["variant"] in ROUTED and answer.json()["routing"], answer.text
+        image = {"name": "IMAGE", "datatype": "BYTES", "shape": [1],
+                 "data": [base64.b64encode(png_bytes()).decode()]}
+        answer = client.post(f"/v2/models/{route}/infer", json={"inputs": [image]})
+        assert answer.status_code == 200 and answer.json()["outputs"][0]["shape"] == [1, 2], answer.text
 
 
 def test_predict_random_bodies_and_content_types(fuzz_client):
@@ -159,6 +181,55 @@ def test_v2_binary_tails_and_headers(fuzz_client):
 
     fuzz()
     assert_still_serves(fuzz_client)
+
+
+def test_routes_random_bodies_content_types_and_constraints(routed_client):
+    @settings(FUZZ, max_examples=400)
+    @given(route=st.sampled_from(["auto", "cascade"]), body=payloads, content_type=content_types, as_form=st.booleans(),
+           query=st.fixed_dictionaries({}, optional={"max_latency_ms": query_values, "min_f1": query_values,
+                                                     "prefer": query_values}))
+    def fuzz(route: str, body: bytes, content_type: str, as_form: bool, query: dict[str, str | None]) -> None:
+        params = {key: value for key, value in query.items() if value is not None}
+        if as_form:
+            response = routed_client.post(f"/predict/{route}", params=params, files={"file": ("x", body, content_type)})
+        else:
+            response = routed_client.post(f"/predict/{route}", params=params, content=body,
+                                          headers={"content-type": content_type})
+        assert_handled(response)
+
+    fuzz()
+    assert_routes_still_serve(routed_client)
+
+
+def test_v2_auto_and_cascade_mutated_requests(routed_client):
+    image = {"name": "IMAGE", "datatype": "BYTES", "shape": [2],
+             "data": [base64.b64encode(png_bytes()).decode(), base64.b64encode(png_bytes((30, 20))).decode()]}
+    valid = [{"inputs": [image], "parameters": {"max_latency_ms": 50.0, "min_f1": 0.5, "prefer": "speed"}},
+             {"inputs": [image], "outputs": [{"name": "PROBABILITIES", "parameters": {"classification": 1}}]},
+             *JSON_REQUESTS]
+
+    @settings(FUZZ, max_examples=500)
+    @given(route=st.sampled_from(["auto", "cascade"]), header=mutated(valid))
+    def fuzz(route: str, header: dict[str, object]) -> None:
+        assert_handled(routed_client.post(f"/v2/models/{route}/infer", content=json.dumps(header)))
+
+    fuzz()
+    assert_routes_still_serve(routed_client)
+
+
+def test_v2_auto_and_cascade_binary_requests(routed_client):
+    @settings(FUZZ, max_examples=300)
+    @given(route=st.sampled_from(["auto", "cascade"]), which=st.sampled_from(BINARY_REQUESTS), data=st.data(),
+           length=length_headers, content_type=content_types)
+    def fuzz(route: str, which: tuple[dict[str, Any], bytes], data: st.DataObject, length: str,
+             content_type: str) -> None:
+        header_bytes = json.dumps(data.draw(mutated([which[0]]))).encode()
+        tail = data.draw(mutated_tails(which[1]))
+        headers = {**length_header(length, header_bytes), "content-type": content_type}
+        assert_handled(routed_client.post(f"/v2/models/{route}/infer", content=header_bytes + tail, headers=headers))
+
+    fuzz()
+    assert_routes_still_serve(routed_client)
 
 
 def test_valid_requests_still_succeed_after_fuzzing(fuzz_client):

@@ -76,3 +76,23 @@ def test_artifact_files_are_readable_by_every_user(smoke_artifacts):
     for entry in manifest["variants"].values():
         for item in entry["files"]:
             assert (smoke_artifacts / item["path"]).stat().st_mode & 0o004, item["path"]
+
+
+def test_variants_lists_the_routes_beside_the_variants(client, smoke_artifacts):
+    manifest = json.loads((smoke_artifacts / "manifest.json").read_text())
+    latency = manifest["latency"]["results"]
+    # auto, unconstrained: the highest measured F1, ties to the lower end-to-end mean.
+    best = max(latency, key=lambda n: (manifest["variants"][n]["metrics"]["f1"], -latency[n]["end_to_end"]["mean_ms"]))
+    cascade = manifest["cascade"]
+    routes = {row["route"]: row for row in client.get("/variants").json()["routes"]}
+    assert routes["auto"]["answers"] == best and routes["auto"]["available"]
+    assert routes["auto"]["f1"] == manifest["variants"][best]["metrics"]["f1"]
+    assert routes["auto"]["f1_ci95"] == manifest["variants"][best]["metrics"]["f1_ci95"]
+    assert routes["auto"]["mean_ms"] == latency[best]["end_to_end"]["mean_ms"]
+    assert routes["cascade"]["answers"] == f"{cascade['first']} → {cascade['then']}"
+    assert (routes["cascade"]["f1"], routes["cascade"]["f1_ci95"], routes["cascade"]["mean_ms"]) == (
+        cascade["test"]["f1"], cascade["test"]["f1_ci95"], cascade["test"]["mean_ms"])
+    assert routes["cascade"]["available"]
+    sizes = {name: entry["size_mb"] for name, entry in manifest["variants"].items()}
+    assert routes["auto"]["size_mb"] == pytest.approx(sizes[best])
+    assert routes["cascade"]["size_mb"] == pytest.approx(sizes[cascade["first"]] + sizes[cascade["then"]])

@@ -48,3 +48,22 @@ def test_saturation_scenario_compares_batching_off_and_on(smoke_artifacts, tmp_p
         assert summary["service_env"]["VITSERVE_MAX_BATCH_SIZE"] == str(batch)
         assert {r["name"]: r for r in summary["rows"]}["Aggregated"]["failures"] == 0
     assert "/predict/plain" in printed and "5xx: 0" in printed
+
+
+def test_degrade_counts_answered_and_answered_by_from_the_same_answers():
+    from loadtests.answers import AnswerCount, answered_figures
+
+    count = AnswerCount()
+    outcomes = [(200, {"label": "cat", "variant": "lite0-int8"}), (200, {"label": "dog", "variant": "lite0-int8"}),
+                (200, {"label": "dog"}), (503, None), (503, None), (500, None), (200, {"variant": "plain"}),
+                (200, None)]
+    failures = [count.record(status, body, "distilled-lite0", now=float(i)) for i, (status, body) in
+                enumerate(outcomes)]
+    assert failures == [None, None, None, "HTTP 503", "HTTP 503", "HTTP 500", "no label in the answer",
+                        "no label in the answer"]
+    figures = answered_figures(count.as_dict())
+    # A 200 without a label is not an answer: it is neither answered nor answered by anyone.
+    assert figures["answered by"] == {"lite0-int8": 2, "distilled-lite0": 1}
+    assert figures["answered"] == 3 == sum(figures["answered by"].values())
+    assert (figures["refused (503)"], figures["5xx"]) == (2, 3)
+    assert figures["answered req/s"] == round(3 / 7.0, 1)  # first answer at 0 s, last at 7 s

@@ -1,4 +1,5 @@
-"""The page at `/`, in headless Chromium against a real uvicorn process serving the smoke artifacts."""
+"""The page at `/`, in headless Chromium against a real uvicorn process serving the smoke artifacts (tests that
+need no browser run without Chromium too)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from tests.browser import INSTALL_HINT, chromium_paths, make_driver, serve, wait_for_answers
 
-pytestmark = pytest.mark.skipif(chromium_paths() is None, reason=f"browser tests need Chromium: {INSTALL_HINT}")
+ROUTES = ("auto", "cascade")
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,8 @@ def url(smoke_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
+    if chromium_paths() is None:
+        pytest.skip(f"browser tests need Chromium: {INSTALL_HINT}")
     browser = make_driver()
     yield browser
     browser.quit()
@@ -64,16 +67,37 @@ def test_study_table_shows_the_manifests_figures(driver: Any, url: str, smoke_ar
     served = httpx.get(url + "/variants").json()["variants"]
     _open(driver, url)
     rows = _rows(driver, "study")
-    assert sorted(rows) == sorted(v["name"] for v in served if v["available"])
+    variants = {name: row for name, row in rows.items() if name not in ROUTES}
+    assert sorted(variants) == sorted(v["name"] for v in served if v["available"])
     latency = manifest["latency"]["results"]
-    for name, row in rows.items():
+    for name, row in variants.items():
         entry = manifest["variants"][name]
         cells = _cells(row)
         assert cells[0] == name and cells[1] == entry["runtime"]
         assert cells[2] == f"{entry['size_mb']:.2f}" and cells[3] == f"{entry['metrics']['f1']:.4f}"
         assert cells[4] == f"{latency[name]['model']['p50_ms']:.2f}"
         assert cells[5] == f"{latency[name]['end_to_end']['p50_ms']:.2f}"
-    assert len(driver.find_elements(By.CSS_SELECTOR, "#plot circle")) == len(rows)
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#plot circle")) == len(variants)
+    assert sorted(p.get_attribute("data-route") for p in driver.find_elements(By.CSS_SELECTOR, "#plot polygon.route")) \
+        == sorted(ROUTES)
+
+
+def test_study_table_shows_the_routes(driver: Any, url: str, smoke_artifacts: Path) -> None:
+    manifest = json.loads((smoke_artifacts / "manifest.json").read_text())
+    cascade, latency = manifest["cascade"], manifest["latency"]["results"]
+    auto = max(latency, key=lambda n: (manifest["variants"][n]["metrics"]["f1"], -latency[n]["end_to_end"]["mean_ms"]))
+    expected = {"auto": (auto, manifest["variants"][auto]["metrics"], latency[auto]["end_to_end"]["mean_ms"]),
+                "cascade": (f"{cascade['first']} → {cascade['then']}", cascade["test"], cascade["test"]["mean_ms"])}
+    _open(driver, url)
+    rows = _rows(driver, "study")
+    for route, (answers, scored, mean_ms) in expected.items():
+        cells = _cells(rows[route])
+        assert "route" in rows[route].get_attribute("class")
+        assert cells[:2] == [route, f"route → {answers}"]
+        assert cells[2] == f"{sum(manifest['variants'][n]['size_mb'] for n in answers.split(' → ')):.2f}"
+        low, high = scored["f1_ci95"]
+        assert cells[3] == f"{scored['f1']:.4f} [{low:.3f}, {high:.3f}]"
+        assert cells[5] == f"mean {mean_ms:.2f}" and cells[7] == "loaded"
 
 
 def test_sorting_by_a_column(driver: Any, url: str, smoke_artifacts: Path) -> None:
@@ -99,12 +123,13 @@ def test_a_photo_gets_every_variants_answer_equal_to_predict(driver: Any, url: s
     loaded = sorted(_rows(driver, "study"))
     driver.find_element(By.ID, "photo").send_keys(str(photo))
     rows = {row.get_attribute("data-variant"): row for row in wait_for_answers(driver, len(loaded))}
-    assert sorted(rows) == loaded
+    assert sorted(rows) == loaded and set(ROUTES) <= set(rows)
     plain = httpx.post(url + "/predict/plain", files={"file": ("p.jpg", jpeg, "image/jpeg")}).json()
     for name, row in rows.items():
         expected = httpx.post(f"{url}/predict/{name}", files={"file": ("p.jpg", jpeg, "image/jpeg")}).json()
         cells = _cells(row)
         assert row.get_attribute("data-state") == "done"
+        assert cells[0] == (f"{name} → {expected['variant']}" if name in ROUTES else name)
         assert cells[1] == expected["label"]
         assert cells[2] == " · ".join(f"{k} {v:.4f}" for k, v in expected["probabilities"].items())
         assert float(cells[3]) > 0 and float(cells[4]) > 0
@@ -152,6 +177,21 @@ def test_phone_width_is_one_column_without_page_overflow(driver: Any, url: str) 
         assert driver.execute_script("return document.documentElement.scrollWidth") <= width
     finally:
         driver.set_window_size(1280, 1000)
+
+
+def test_desktop_width_shows_every_live_column(driver: Any, url: str, test_split_jpegs: list) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for _, jpeg in test_split_jpegs[:2]:  # the longest variant name in the live table
+        answer = httpx.post(url + "/predict/transformers-pipeline", files={"file": ("p.jpg", jpeg, "image/jpeg")})
+        assert answer.status_code == 200
+    driver.set_window_size(1280, 1000)
+    _open(driver, url)
+    WebDriverWait(driver, 20).until(lambda d: _rows(d, "live").get("transformers-pipeline"))
+    scroll = "return [document.querySelector('#live').parentElement.scrollWidth, " \
+             "document.querySelector('#live').parentElement.clientWidth]"
+    needed, shown = driver.execute_script(scroll)
+    assert needed <= shown
 
 
 def test_page_is_small_and_makes_no_external_requests(url: str) -> None:

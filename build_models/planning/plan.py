@@ -164,7 +164,7 @@ def variant_phase(name: str, inputs: PlanInputs, reference: dict[str, Any],
                   teacher_passes: set[tuple[Any, ...]] | None = None) -> Phase:
     """A variant's build and evaluation, from the reference build's time for it, scaled by this machine's speed
     on this base model and by the work its options ask for. A student adds the ViT's one pass over its photos,
-    once per (photos, resolution): students with the same ones share the cached logits."""
+    once per set of photos: students with the same ones share the cached logits."""
     measured = reference.get("variants", {}).get(name)
     if name in inputs.variants_built:
         return Phase(name, "already built with the same inputs", 0.0, "done")
@@ -190,19 +190,24 @@ def variant_phase(name: str, inputs: PlanInputs, reference: dict[str, Any],
 
 def _teacher_pass_seconds(keys: tuple[str, ...], inputs: PlanInputs, reference: dict[str, Any],
                           done: set[tuple[Any, ...]]) -> float:
-    """The base model's one pass over a student's photos, unless an earlier student's pass is reused."""
-    options = inputs.profile.options
-    photos = options.get(keys[0]) or inputs.split_sizes["train"]
-    resolution = options.get(keys[2]) or inputs.image_size
-    if (photos, resolution) in done:
+    """The base model's one pass over a student's photos, at the base model's own resolution (the student's
+    resolution does not enter it), unless an earlier student's pass over the same photos is reused."""
+    photos = inputs.profile.options.get(keys[0]) or inputs.split_sizes["train"]
+    if (photos,) in done:
         return 0.0
-    done.add((photos, resolution))
+    done.add((photos,))
     per_image = reference.get("student_teacher_s_per_image")
-    if per_image:  # measured on the reference machine, at its resolution
-        area = (resolution / reference["student_teacher_resolution"]) ** 2
-        return float(photos * per_image * area * _scale(inputs, reference))
+    if per_image:  # measured on the reference machine with its base model at its resolution
+        return float(photos * per_image * _teacher_scale(inputs, reference))
     forward_ms = inputs.costs.forward_ms_per_image if inputs.costs else 0.0
-    return float(photos * forward_ms / 1000 * (resolution / inputs.image_size) ** 2)
+    return float(photos * forward_ms / 1000)
+
+
+def _teacher_scale(inputs: PlanInputs, reference: dict[str, Any]) -> float:
+    """This base model's measured cost against the reference's; unmeasured, the ratio of their input areas."""
+    if inputs.costs is not None and reference.get("forward_ms_per_image"):
+        return _scale(inputs, reference)
+    return float((inputs.image_size / reference["student_teacher_resolution"]) ** 2)
 
 
 def teacher_phase(inputs: PlanInputs, reference: dict[str, Any]) -> Phase | None:
@@ -264,11 +269,23 @@ def hints_for(plan: BuildPlan, inputs: PlanInputs) -> list[str]:
         return []
     hints = [f"estimated {plan.total_seconds / 60:.0f} min, over the {BUDGET_MINUTES:.0f}-minute budget:"]
     if inputs.precision == "fp32" and any(p.name == "base training" and p.basis == "measured" for p in plan.phases):
-        hints.append("this CPU trains fastest in fp32; a CPU with AMX trains in bf16 about 1.5-2x faster")
+        hints.append(_precision_hint(inputs.costs))
     hints.append("`--device cuda` trains and evaluates the torch variants on a GPU")
     slow = sorted(plan.phases, key=lambda p: p.seconds, reverse=True)[:2]
     hints.append("the longest phases are " + " and ".join(f"{p.name} ({_minutes(p.seconds)})" for p in slow)
                  + "; `--variants` builds a subset, `--eval-limit N` scores on a stratified N-image subset")
     if inputs.profile.name in ("seed", "hub"):
-        hints.append("`--profile offline` builds every variant from the local dataset in under 45 minutes")
+        hints.append("`--profile offline` builds every variant of a smaller ViT from the local dataset; "
+                     "`--plan` prints its plan")
     return hints
+
+
+def _precision_hint(costs: StepCosts | None) -> str:
+    """What this CPU measured for fp32 against bf16 at the largest training size."""
+    bf16 = (costs.seconds.get("bf16") or {}) if costs else {}
+    size = max(bf16, default=0)
+    fp32 = costs.seconds.get("fp32", {}).get(size) if costs else None
+    if not fp32:
+        return "this CPU trains in fp32 (bf16 was not measured here)"
+    ratio = bf16[size] / fp32
+    return f"this CPU trains fastest in fp32: a bf16 step measured {ratio:.1f}x an fp32 step at {size} px"

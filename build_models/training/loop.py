@@ -107,7 +107,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 def training_precision(requested: str, device: str) -> str:
     """The precision a training run applies: ``requested``, or for "auto" bf16 where it is native.
 
-    On the CPU "native" means AMX (measured: ViT training steps about 1.5x faster); AVX2 machines get fp32.
+    On the CPU "native" means AMX (a flag, not a measurement: the build itself times both precisions first, in
+    ``planning.step_costs``); other CPUs get fp32.
     """
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")

@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.batching import BatcherLimits, MicroBatcher
+from service.batching import BatcherLimits, ByteBudget, MicroBatcher
 from service.http_errors import install_error_handlers
+from service.middleware.body_admission import BodyAdmissionMiddleware
 from service.middleware.body_limit import BodySizeLimitMiddleware
 from service.middleware.drain import DrainMiddleware, DrainState
 from service.middleware.request_id import request_id_and_access_log
@@ -28,14 +29,14 @@ from vitcore.manifest import Manifest
 log = logging.getLogger(__name__)
 
 
-def start_batchers(registry: ServingRegistry, settings: ServiceSettings,
-                   metrics: ServiceMetrics) -> dict[str, MicroBatcher]:
+def start_batchers(registry: ServingRegistry, settings: ServiceSettings, metrics: ServiceMetrics,
+                   budget: ByteBudget) -> dict[str, MicroBatcher]:
+    """One batcher per available variant; ``budget`` (the process-wide byte budget) is shared by all."""
     batchers = {}
     for name, served in registry.variants.items():
         if served.available:
-            limits = BatcherLimits(settings.batch_size_for(name), settings.max_wait_ms, settings.queue_size,
-                                   settings.max_queued_bytes)
-            batcher = MicroBatcher(name, functools.partial(registry.logits, name), metrics, limits)
+            limits = BatcherLimits(settings.batch_size_for(name), settings.max_wait_ms, settings.queue_size)
+            batcher = MicroBatcher(name, functools.partial(registry.logits, name), metrics, limits, budget)
             batcher.start()
             batchers[name] = batcher
     return batchers
@@ -71,7 +72,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         app.state.metrics.record_variants({name: v.available for name, v in registry.variants.items()})
-        app.state.batchers = start_batchers(registry, settings, app.state.metrics)
+        app.state.batchers = start_batchers(registry, settings, app.state.metrics, app.state.byte_budget)
         app.state.router = router_state(registry, settings, app.state.batchers)
         app.state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
         yield
@@ -86,6 +87,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
     app.state.drain = DrainState()
+    app.state.byte_budget = ByteBudget(settings.max_queued_bytes)
+    app.add_middleware(BodyAdmissionMiddleware, budget=app.state.byte_budget)  # inside the drain and the body limit
     app.add_middleware(DrainMiddleware, state=app.state.drain)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.middleware("http")(request_id_and_access_log)

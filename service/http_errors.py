@@ -41,6 +41,13 @@ class BodyTooLargeError(HTTPException):
         super().__init__(status_code=413, detail=f"request body exceeds the limit of {limit} bytes")
 
 
+class BodyOverBudgetError(HTTPException):
+    """Raised while reading a body without a declared length once the process-wide byte budget is spent (503)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(status_code=503, detail=message, headers={"Retry-After": "1"})
+
+
 class BenchmarkBusyError(VitserveError):
     pass
 
@@ -117,7 +124,8 @@ def v2_error_response(exc: Exception) -> JSONResponse:
 
 def _http_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {400: "bad_request", 413: "body_too_large", 404: "not_found", 405: "method_not_allowed"}.get(
+    code = {400: "bad_request", 413: "body_too_large", 404: "not_found", 405: "method_not_allowed",
+            503: "queue_full"}.get(
         exc.status_code, "http_error")
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 

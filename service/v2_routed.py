@@ -64,12 +64,12 @@ def constraints_of(parameters: dict[str, Any], default_max_latency_ms: float | N
 async def _one(request: Request, registry: ServingRegistry, settings: ServiceSettings, name: str,
                data: bytes) -> np.ndarray:
     with ExitStack() as stack:
-        admit(request, registry, name, len(data), False, stack)
+        _, hold = admit(request, registry, name, False, stack)
         served = registry.get(name)
         assert served.predictor is not None
         (model_input,) = await prepare_payloads(request, served.predictor, [data])
         logits, _ = await request.app.state.batchers[name].submit(model_input, settings.request_timeout_s,
-                                                                  request.is_disconnected)
+                                                                  request.is_disconnected, hold)
     return np.asarray(logits, dtype=np.float32)
 
 

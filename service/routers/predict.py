@@ -64,14 +64,14 @@ async def _predict(variant: str, request: Request, registry: ServingRegistry, ro
     settings = request.app.state.settings
     data = await read_within(image_bytes(request), settings.body_timeout_s)
     with ExitStack() as stack:
-        name = admit(request, registry, variant, len(data), allow_degrade, stack)  # 503 before decoding
+        name, hold = admit(request, registry, variant, allow_degrade, stack)  # 503 before decoding
         served = registry.get(name)
         assert served.predictor is not None
         with metrics.stage(name, "decode"):
             (model_input,) = await prepare_payloads(request, served.predictor, [data])
         del data
         logits, model_ms = await request.app.state.batchers[name].submit(
-            model_input, settings.request_timeout_s, request.is_disconnected)
+            model_input, settings.request_timeout_s, request.is_disconnected, hold)
     row = softmax(logits[None])[0]
     names = registry.manifest.data.get("label_names") or [str(i) for i in range(len(row))]
     best = int(row.argmax())

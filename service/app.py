@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.batching import BatcherLimits, ByteBudget, MicroBatcher
+from service.host_timing import routing_figures, time_served_variants
 from service.http_errors import install_error_handlers
 from service.middleware.body_admission import BodyAdmissionMiddleware
 from service.middleware.body_limit import BodySizeLimitMiddleware
@@ -21,7 +22,7 @@ from service.middleware.request_id import request_id_and_access_log
 from service.prometheus import ServiceMetrics
 from service.registry import ServingRegistry
 from service.routers import benchmark, cascade, health, metrics, page, predict, v2, variants
-from service.routing import RouterState, figures_from_manifest
+from service.routing import RouterState, host_summary
 from service.settings import ServiceSettings
 from vitcore.errors import ManifestError
 from vitcore.manifest import Manifest
@@ -44,11 +45,26 @@ def start_batchers(registry: ServingRegistry, settings: ServiceSettings, metrics
 
 def router_state(registry: ServingRegistry, settings: ServiceSettings,
                  batchers: dict[str, MicroBatcher]) -> RouterState:
-    """The figures /predict/auto and degradation route on: the available variants among ``auto_variants``."""
+    """The figures /predict/auto and degradation route on: the available variants among ``auto_variants``, timed
+    on this host within ``startup_timing_s`` (0: the build's figures)."""
     chosen = [n.strip() for n in settings.auto_variants.split(",")] if settings.auto_variants != "all" else None
     routable = [name for name in batchers if chosen is None or name in chosen]
-    return RouterState(figures_from_manifest(registry.manifest.data, routable), batchers,
-                       settings.auto_max_latency_ms)
+    if registry.startup_error is not None:
+        return RouterState({}, batchers, settings.auto_max_latency_ms, "nothing to route on",
+                           unavailable=registry.startup_error)
+    timing = None
+    note = "the build host's figures (VITSERVE_STARTUP_TIMING_S=0)"
+    if settings.startup_timing_s > 0 and batchers:
+        timing = time_served_variants(registry, list(batchers), settings.startup_timing_s, settings.max_image_pixels)
+        note = (f"the serving host's figures, timed at start-up in {timing.seconds:g} s "
+                f"(budget {settings.startup_timing_s:g} s)")
+        if timing.out_of_time:
+            note += f"; out of time, the build host's figures for {', '.join(timing.out_of_time)}"
+    state = RouterState(routing_figures(registry.manifest.data, routable, timing), batchers,
+                        settings.auto_max_latency_ms, note)
+    if timing is not None:
+        state.host = {name: host_summary(stats, "serving host: start-up") for name, stats in timing.measured.items()}
+    return state
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:

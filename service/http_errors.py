@@ -18,7 +18,12 @@ from service.batching import (
     WorkerRestartedError,
 )
 from service.inputs import BodyTimeoutError, UnsupportedMediaTypeError
-from service.routing import ImpossibleConstraintError, NoCascadeError, NoVariantWithinBudgetError
+from service.routing import (
+    ImpossibleConstraintError,
+    NoCascadeError,
+    NoVariantWithinBudgetError,
+    RoutingUnavailableError,
+)
 from service.v2_codec import InferenceRequestError
 from vitcore.errors import (
     ArtifactIntegrityError,
@@ -75,6 +80,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (VariantUnavailableError, 503, "variant_unavailable"),
     (ArtifactIntegrityError, 503, "artifact_integrity"),
     (ManifestError, 503, "manifest_unavailable"),
+    (RoutingUnavailableError, 503, "routing_unavailable"),
     (ImpossibleConstraintError, 422, "impossible_constraints"),
     (NoCascadeError, 404, "no_cascade"),
     (NoVariantWithinBudgetError, 503, "no_variant_within_budget"),

@@ -55,6 +55,9 @@ class ServiceSettings(BaseSettings):
     benchmark_token: str | None = Field(None, description="when set, /benchmark needs 'Authorization: Bearer <token>'")
     benchmark_max_calls: int = Field(20_000, gt=0, description="total work one /benchmark may do: runs x batch "
                                      "size x variants x modes")
+    startup_timing_s: float = Field(20.0, ge=0, le=600, description="at start-up, after loading: seconds to time "
+                                    "every served variant on this host (with these thread settings) for "
+                                    "/predict/auto to route on; 0 = route on the build's figures")
     auto_variants: str = Field("all", description="variants /predict/auto (and degradation) may choose from")
     auto_max_latency_ms: float | None = Field(None, gt=0, description="/predict/auto's budget when a request "
                                               "gives none (unset: the most accurate variant, whatever its latency)")

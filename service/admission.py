@@ -12,7 +12,7 @@ from typing import TypeVar
 from fastapi import Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.batching import QueueFullError
+from service.batching import Hold, QueueFullError
 from service.http_errors import status_of
 from service.inputs import input_bytes
 from service.prometheus import ServiceMetrics
@@ -43,16 +43,16 @@ async def counted(variant: str, request: Request, registry: ServingRegistry,
                                started)
 
 
-def admit(request: Request, registry: ServingRegistry, variant: str, nbytes: int, allow_degrade: bool,
-           stack: ExitStack) -> str:
-    """Reserve room for the request on ``variant``, or, when it is saturated and degradation is allowed, on the
-    first fallback with room; the name of the variant that admitted it. Raises QueueFullError (503)."""
+def admit(request: Request, registry: ServingRegistry, variant: str, allow_degrade: bool,
+          stack: ExitStack) -> tuple[str, Hold]:
+    """Reserve a slot on ``variant`` (and its preprocessed input's bytes on the process-wide budget; the body's
+    were admitted before it was read), or, when it is saturated and degradation is allowed, on the first
+    fallback with room; the variant that admitted it and the hold to submit with. Raises QueueFullError (503)."""
     app = request.app
     served = registry.get(variant)
     assert served.predictor is not None
     try:
-        stack.enter_context(app.state.batchers[variant].reserve(1, nbytes + input_bytes(served.predictor)))
-        return variant
+        return variant, stack.enter_context(app.state.batchers[variant].reserve(1, input_bytes(served.predictor)))
     except QueueFullError:
         if not (allow_degrade and app.state.settings.degrade):
             raise
@@ -60,9 +60,9 @@ def admit(request: Request, registry: ServingRegistry, variant: str, nbytes: int
         predictor = registry.get(fallback.name).predictor
         assert predictor is not None
         try:
-            stack.enter_context(app.state.batchers[fallback.name].reserve(1, nbytes + input_bytes(predictor)))
+            hold = stack.enter_context(app.state.batchers[fallback.name].reserve(1, input_bytes(predictor)))
         except QueueFullError:
             continue
         app.state.metrics.route_choices.labels("degrade", fallback.name, "degraded_saturated").inc()
-        return fallback.name
+        return fallback.name, hold
     raise QueueFullError(f"variant {variant!r} and every variant it may degrade to are saturated; retry in 1 s")

@@ -12,15 +12,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.batching import BatcherLimits, MicroBatcher
+from service.batching import BatcherLimits, ByteBudget, MicroBatcher
+from service.host_timing import routing_figures, time_served_variants
 from service.http_errors import install_error_handlers
+from service.middleware.body_admission import BodyAdmissionMiddleware
 from service.middleware.body_limit import BodySizeLimitMiddleware
 from service.middleware.drain import DrainMiddleware, DrainState
 from service.middleware.request_id import request_id_and_access_log
 from service.prometheus import ServiceMetrics
 from service.registry import ServingRegistry
 from service.routers import benchmark, cascade, health, metrics, page, predict, v2, variants
-from service.routing import RouterState, figures_from_manifest
+from service.routing import RouterState, host_summary
 from service.settings import ServiceSettings
 from vitcore.errors import ManifestError
 from vitcore.manifest import Manifest
@@ -28,14 +30,14 @@ from vitcore.manifest import Manifest
 log = logging.getLogger(__name__)
 
 
-def start_batchers(registry: ServingRegistry, settings: ServiceSettings,
-                   metrics: ServiceMetrics) -> dict[str, MicroBatcher]:
+def start_batchers(registry: ServingRegistry, settings: ServiceSettings, metrics: ServiceMetrics,
+                   budget: ByteBudget) -> dict[str, MicroBatcher]:
+    """One batcher per available variant; ``budget`` (the process-wide byte budget) is shared by all."""
     batchers = {}
     for name, served in registry.variants.items():
         if served.available:
-            limits = BatcherLimits(settings.batch_size_for(name), settings.max_wait_ms, settings.queue_size,
-                                   settings.max_queued_bytes)
-            batcher = MicroBatcher(name, functools.partial(registry.logits, name), metrics, limits)
+            limits = BatcherLimits(settings.batch_size_for(name), settings.max_wait_ms, settings.queue_size)
+            batcher = MicroBatcher(name, functools.partial(registry.logits, name), metrics, limits, budget)
             batcher.start()
             batchers[name] = batcher
     return batchers
@@ -43,11 +45,26 @@ def start_batchers(registry: ServingRegistry, settings: ServiceSettings,
 
 def router_state(registry: ServingRegistry, settings: ServiceSettings,
                  batchers: dict[str, MicroBatcher]) -> RouterState:
-    """The figures /predict/auto and degradation route on: the available variants among ``auto_variants``."""
+    """The figures /predict/auto and degradation route on: the available variants among ``auto_variants``, timed
+    on this host within ``startup_timing_s`` (0: the build's figures)."""
     chosen = [n.strip() for n in settings.auto_variants.split(",")] if settings.auto_variants != "all" else None
     routable = [name for name in batchers if chosen is None or name in chosen]
-    return RouterState(figures_from_manifest(registry.manifest.data, routable), batchers,
-                       settings.auto_max_latency_ms)
+    if registry.startup_error is not None:
+        return RouterState({}, batchers, settings.auto_max_latency_ms, "nothing to route on",
+                           unavailable=registry.startup_error)
+    timing = None
+    note = "the build host's figures (VITSERVE_STARTUP_TIMING_S=0)"
+    if settings.startup_timing_s > 0 and batchers:
+        timing = time_served_variants(registry, list(batchers), settings.startup_timing_s, settings.max_image_pixels)
+        note = (f"the serving host's figures, timed at start-up in {timing.seconds:g} s "
+                f"(budget {settings.startup_timing_s:g} s)")
+        if timing.out_of_time:
+            note += f"; out of time, the build host's figures for {', '.join(timing.out_of_time)}"
+    state = RouterState(routing_figures(registry.manifest.data, routable, timing), batchers,
+                        settings.auto_max_latency_ms, note)
+    if timing is not None:
+        state.host = {name: host_summary(stats, "serving host: start-up") for name, stats in timing.measured.items()}
+    return state
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -71,7 +88,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         app.state.metrics.record_variants({name: v.available for name, v in registry.variants.items()})
-        app.state.batchers = start_batchers(registry, settings, app.state.metrics)
+        app.state.batchers = start_batchers(registry, settings, app.state.metrics, app.state.byte_budget)
         app.state.router = router_state(registry, settings, app.state.batchers)
         app.state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
         yield
@@ -86,6 +103,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
     app.state.drain = DrainState()
+    app.state.byte_budget = ByteBudget(settings.max_queued_bytes)
+    app.add_middleware(BodyAdmissionMiddleware, budget=app.state.byte_budget)  # inside the drain and the body limit
     app.add_middleware(DrainMiddleware, state=app.state.drain)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.middleware("http")(request_id_and_access_log)

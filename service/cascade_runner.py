@@ -37,12 +37,12 @@ async def _calibrated(request: Request, registry: ServingRegistry, name: str, da
     """Calibrated probabilities of one variant for the image, admitted and batched like any request."""
     settings = request.app.state.settings
     with ExitStack() as stack:
-        admit(request, registry, name, len(data), False, stack)
+        _, hold = admit(request, registry, name, False, stack)
         served = registry.get(name)
         assert served.predictor is not None
         (model_input,) = await prepare_payloads(request, served.predictor, [data])
         logits, model_ms = await request.app.state.batchers[name].submit(
-            model_input, settings.request_timeout_s, request.is_disconnected)
+            model_input, settings.request_timeout_s, request.is_disconnected, hold)
     return temperature_scaled(softmax(logits[None]), temperature)[0], model_ms
 
 

@@ -18,7 +18,12 @@ from service.batching import (
     WorkerRestartedError,
 )
 from service.inputs import BodyTimeoutError, UnsupportedMediaTypeError
-from service.routing import ImpossibleConstraintError, NoCascadeError, NoVariantWithinBudgetError
+from service.routing import (
+    ImpossibleConstraintError,
+    NoCascadeError,
+    NoVariantWithinBudgetError,
+    RoutingUnavailableError,
+)
 from service.v2_codec import InferenceRequestError
 from vitcore.errors import (
     ArtifactIntegrityError,
@@ -39,6 +44,13 @@ class BodyTooLargeError(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(status_code=413, detail=f"request body exceeds the limit of {limit} bytes")
+
+
+class BodyOverBudgetError(HTTPException):
+    """Raised while reading a body without a declared length once the process-wide byte budget is spent (503)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(status_code=503, detail=message, headers={"Retry-After": "1"})
 
 
 class BenchmarkBusyError(VitserveError):
@@ -68,6 +80,7 @@ STATUS_BY_ERROR: list[tuple[type[Exception], int, str]] = [
     (VariantUnavailableError, 503, "variant_unavailable"),
     (ArtifactIntegrityError, 503, "artifact_integrity"),
     (ManifestError, 503, "manifest_unavailable"),
+    (RoutingUnavailableError, 503, "routing_unavailable"),
     (ImpossibleConstraintError, 422, "impossible_constraints"),
     (NoCascadeError, 404, "no_cascade"),
     (NoVariantWithinBudgetError, 503, "no_variant_within_budget"),
@@ -117,7 +130,8 @@ def v2_error_response(exc: Exception) -> JSONResponse:
 
 def _http_handler(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {400: "bad_request", 413: "body_too_large", 404: "not_found", 405: "method_not_allowed"}.get(
+    code = {400: "bad_request", 413: "body_too_large", 404: "not_found", 405: "method_not_allowed",
+            503: "queue_full"}.get(
         exc.status_code, "http_error")
     return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 

@@ -6,11 +6,13 @@ a full-resolution image."""
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
+from PIL import Image, UnidentifiedImageError
 
 from service.batching import ModelInput
 from vitcore.backends.base import Predictor
@@ -42,6 +44,16 @@ def input_bytes(predictor: Predictor) -> int:
     """Bytes one preprocessed float32 CHW input of this variant holds."""
     config = predictor.preprocess_config
     return 3 * config.height * config.width * 4
+
+
+def header_pixels(data: bytes) -> int:
+    """Width x height from the image's header, without decoding its pixels (0 when the header does not say: the
+    decode will refuse it with its own 4xx). /predict/auto's expectation follows it."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return int(image.width * image.height)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 0
 
 
 def decode_and_prepare(data: bytes, max_pixels: int, predictor: Predictor) -> ModelInput:

@@ -12,6 +12,10 @@ from vitcore.catalogue import list_variants
 from vitcore.preprocessing import MAX_IMAGE_PIXELS
 from vitcore.threads import ThreadSettings
 
+# What one body of n bytes is charged on the byte budget: the body as received, the copy parsing makes (the
+# joined body, the multipart part, the V2 JSON strings) and the decoded payload (base64 in V2 JSON).
+BODY_COPIES = 3
+
 
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VITSERVE_", extra="ignore")
@@ -34,8 +38,11 @@ class ServiceSettings(BaseSettings):
         "so it runs unbatched to keep its answers independent of other requests")
     queue_size: int = Field(64, ge=1, le=100_000,
                             description="requests one variant may hold admitted; more get 503 + Retry-After")
-    max_queued_bytes: int = Field(256 * 1024 * 1024, gt=0, description="request bytes one variant may hold admitted "
-                                  "(bodies + preprocessed inputs); more get 503 + Retry-After")
+    max_queued_bytes: int = Field(256 * 1024 * 1024, gt=0, description="bytes all admitted requests of the process "
+                                  "may hold together, across every variant: each body x BODY_COPIES (taken from "
+                                  "Content-Length before the body is read, or counted as a chunked body arrives) "
+                                  "+ each preprocessed input, held until its forward pass ends; more get 503 + "
+                                  "Retry-After")
     body_timeout_s: float = Field(30.0, gt=0, le=3600, description="time a client has to send its body; 408 past it")
     max_connections: int | None = Field(None, ge=1, description="open connections uvicorn accepts before answering "
                                         "503 (unset: no limit)")
@@ -48,6 +55,9 @@ class ServiceSettings(BaseSettings):
     benchmark_token: str | None = Field(None, description="when set, /benchmark needs 'Authorization: Bearer <token>'")
     benchmark_max_calls: int = Field(20_000, gt=0, description="total work one /benchmark may do: runs x batch "
                                      "size x variants x modes")
+    startup_timing_s: float = Field(20.0, ge=0, le=600, description="at start-up, after loading: seconds to time "
+                                    "every served variant on this host (with these thread settings) for "
+                                    "/predict/auto to route on; 0 = route on the build's figures")
     auto_variants: str = Field("all", description="variants /predict/auto (and degradation) may choose from")
     auto_max_latency_ms: float | None = Field(None, gt=0, description="/predict/auto's budget when a request "
                                               "gives none (unset: the most accurate variant, whatever its latency)")
@@ -82,9 +92,10 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSettings:
-        if self.max_queued_bytes < self.max_body_bytes:
-            raise ValueError(f"max_queued_bytes ({self.max_queued_bytes}) must be at least max_body_bytes "
-                             f"({self.max_body_bytes}), or no request could be admitted")
+        if self.max_queued_bytes < BODY_COPIES * self.max_body_bytes:
+            raise ValueError(f"max_queued_bytes ({self.max_queued_bytes}) must be at least {BODY_COPIES} x "
+                             f"max_body_bytes ({BODY_COPIES * self.max_body_bytes}): a body is charged "
+                             f"{BODY_COPIES} times its size, or a largest body could not be admitted")
         loaded = set(list_variants()) if self.variants.strip() in ("", "all") else set(_names(self.variants))
         not_loaded = [name for name in _names(self.required_variants) if name not in loaded]
         if not_loaded:

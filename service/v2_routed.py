@@ -18,9 +18,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.admission import admit
 from service.cascade_runner import cascade_of, run_cascade
-from service.inputs import prepare_payloads, read_within
+from service.inputs import header_pixels, prepare_payloads, read_within
 from service.registry import ServingRegistry
-from service.routing import PREFERENCES, Constraints, choose_variant
+from service.routing import PREFERENCES, Constraints, RouterState
 from service.settings import ServiceSettings
 from service.v2_codec import (
     HEADER_LENGTH,
@@ -39,8 +39,9 @@ def routed_ready(request: Request, registry: ServingRegistry, model: str) -> Non
     """503 unless the routed model can answer: a variant to route to, or both variants of the cascade."""
     if model == "cascade":
         cascade_of(registry)
-    elif not request.app.state.router.figures:
-        raise VariantUnavailableError("auto", "no serving variant has a measured F1 and latency")
+    elif request.app.state.router.unavailable is not None or not request.app.state.router.figures:
+        raise VariantUnavailableError("auto", request.app.state.router.unavailable
+                                      or "no serving variant has a measured F1 and latency")
 
 
 def constraints_of(parameters: dict[str, Any], default_max_latency_ms: float | None) -> Constraints:
@@ -64,16 +65,18 @@ def constraints_of(parameters: dict[str, Any], default_max_latency_ms: float | N
 async def _one(request: Request, registry: ServingRegistry, settings: ServiceSettings, name: str,
                data: bytes) -> np.ndarray:
     with ExitStack() as stack:
-        admit(request, registry, name, len(data), False, stack)
+        _, hold = admit(request, registry, name, False, stack)
         served = registry.get(name)
         assert served.predictor is not None
         (model_input,) = await prepare_payloads(request, served.predictor, [data])
         logits, _ = await request.app.state.batchers[name].submit(model_input, settings.request_timeout_s,
-                                                                  request.is_disconnected)
+                                                                  request.is_disconnected, hold)
     return np.asarray(logits, dtype=np.float32)
 
 
 async def infer_routed(model: str, request: Request, registry: ServingRegistry, settings: ServiceSettings) -> Response:
+    if model == "auto" and (request.app.state.router.unavailable is not None or not request.app.state.router.figures):
+        request.app.state.router.choose(Constraints())  # 503: nothing to route on, before the body is read
     raw = await read_within(request.body(), settings.body_timeout_s)
     parsed = await run_in_threadpool(parse_infer_request, raw, request.headers.get(HEADER_LENGTH))
     if parsed.pixels is not None:
@@ -83,9 +86,9 @@ async def infer_routed(model: str, request: Request, registry: ServingRegistry, 
         raise InferenceRequestError(f"send between 1 and {settings.queue_size} inputs, got {len(parsed.images)}")
     metrics = request.app.state.metrics
     if model == "auto":
-        router_state = request.app.state.router
-        choice = choose_variant(router_state.figures, router_state.queue_states(),
-                                constraints_of(parsed.parameters, router_state.default_max_latency_ms))
+        router_state: RouterState = request.app.state.router
+        choice = router_state.choose(constraints_of(parsed.parameters, router_state.default_max_latency_ms),
+                                     [header_pixels(data) for data in parsed.images])  # one expectation for all
         metrics.route_choices.labels("auto", choice.variant, choice.reason).inc()
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(_one(request, registry, settings, choice.variant, data))

@@ -116,7 +116,7 @@ def test_work_for_a_client_that_left_is_dropped_before_it_runs():
         return np.zeros((len(images), 2), dtype=np.float32)
 
     async def scenario():
-        batcher = MicroBatcher("v", run_batch, ServiceMetrics(), BatcherLimits(1, 0, 8, 1 << 20))
+        batcher = MicroBatcher("v", run_batch, ServiceMetrics(), BatcherLimits(1, 0, 8))
         batcher.start()
         image = Image.new("RGB", (8, 8))
         first = asyncio.create_task(batcher.submit(image, 5.0))  # occupies the worker for 0.3 s

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from service.batching import QueueFullError
@@ -10,11 +12,14 @@ from service.routing import (
     ImpossibleConstraintError,
     NoVariantWithinBudgetError,
     QueueState,
+    RoutingUnavailableError,
     VariantFigures,
     choose_variant,
     degradation_order,
+    expected_ms,
     figures_from_manifest,
 )
+from vitcore.timing import CostCurve
 
 # name: (F1, end-to-end mean ms, model mean ms), the offline build's measured figures (docs/report-offline.json)
 MEASURED = {"openvino-int8": (0.8953, 2.61, 1.39), "lite0-int8": (0.9559, 2.88, 1.52),
@@ -71,3 +76,31 @@ def test_figures_come_from_the_manifest_and_skip_variants_without_a_measured_f1(
                                         for name in ("plain", "onnx")}}}
     assert figures_from_manifest(manifest, ["plain", "onnx", "missing"]) == {
         "plain": VariantFigures("plain", 0.9, 3.0, 2.0)}
+
+
+def _with_decode(figures: VariantFigures, ms_at_12mp: float) -> VariantFigures:
+    """Decode + preprocess: 1 ms for the 200x200 reference image, ``ms_at_12mp`` for a 12 MP one."""
+    return replace(figures, decode=CostCurve(((40_000, 1.0), (12_000_000, ms_at_12mp))))
+
+
+def test_the_expectation_follows_the_requests_image_size():
+    sized = {name: _with_decode(f, 60.0) for name, f in FIGURES.items()}
+    small, large = 200 * 200, 4000 * 3000
+    assert expected_ms(sized["plain"], None, [small]) == pytest.approx(7.54)  # the reference image: as measured
+    assert expected_ms(sized["plain"], None, [large]) == pytest.approx(7.54 - 1.0 + 60.0)
+    assert choose_variant(sized, IDLE, Constraints(max_latency_ms=20.0), [small]).variant == "distilled-lite0"
+    with pytest.raises(ImpossibleConstraintError, match="this request's image"):
+        choose_variant(sized, IDLE, Constraints(max_latency_ms=20.0), [large])
+
+
+def test_a_multi_image_request_gets_one_expectation_for_all_its_images():
+    one = expected_ms(FIGURES["lite0-int8"], QueueState(0, 5.0), [0])
+    four = expected_ms(FIGURES["lite0-int8"], QueueState(0, 5.0), [0] * 4)
+    assert four == pytest.approx(one + 3 * 1.52)  # one more model pass per further image
+    assert choose_variant(FIGURES, IDLE, Constraints(max_latency_ms=8.0), [0]).variant == "lite0-int8"
+    assert choose_variant(FIGURES, IDLE, Constraints(max_latency_ms=12.0), [0] * 4).variant == "openvino-int8"
+
+
+def test_no_figures_to_route_on_is_503_not_422():
+    with pytest.raises(RoutingUnavailableError):
+        choose_variant({}, {}, Constraints())

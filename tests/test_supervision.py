@@ -2,6 +2,7 @@
 by requests and bytes, and stopping answers whatever was left."""
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -11,6 +12,8 @@ from service.batching import (
     CRASH_LIMIT,
     BatcherLimits,
     BatchOutputError,
+    ByteBudget,
+    DeadlineExceededError,
     MicroBatcher,
     QueueFullError,
     ServiceStoppingError,
@@ -34,7 +37,8 @@ def _logits(batch) -> np.ndarray:
 
 
 def _batcher(run_batch, batch_size=8, wait_ms=50.0, queue_size=16, queued_bytes=1 << 20) -> MicroBatcher:
-    return MicroBatcher("v", run_batch, ServiceMetrics(), BatcherLimits(batch_size, wait_ms, queue_size, queued_bytes))
+    return MicroBatcher("v", run_batch, ServiceMetrics(), BatcherLimits(batch_size, wait_ms, queue_size),
+                        ByteBudget(queued_bytes))
 
 
 def test_a_bad_item_fails_alone_and_its_batch_neighbours_get_their_own_answers():
@@ -130,9 +134,99 @@ def test_admission_counts_requests_and_bytes_and_releases_them():
             pass
         with batcher.reserve(1, 100), pytest.raises(QueueFullError, match="queue full"), batcher.reserve(1, 1):
             pass
-    assert (batcher.admitted, batcher.admitted_bytes) == (0, 0)
+    assert (batcher.admitted, batcher.admitted_bytes, batcher.budget.held) == (0, 0, 0)
     with batcher.reserve(1, 5000):  # alone, a request over the byte cap is still admitted (the body limit bounds it)
         assert batcher.admitted_bytes == 5000
+
+
+def test_the_byte_budget_is_shared_by_every_variant():
+    budget = ByteBudget(1000)
+    one, other = (MicroBatcher(name, _logits, ServiceMetrics(), BatcherLimits(8, 0, 16), budget) for name in "ab")
+    with one.reserve(1, 600):
+        with pytest.raises(QueueFullError, match="admitted bytes"), other.reserve(1, 600):
+            pass
+        with other.reserve(1, 400):
+            assert budget.held == 1000
+    assert budget.held == 0
+
+
+def test_a_worker_dying_while_it_gathers_a_batch_answers_the_request_it_took_503_at_once():
+    async def scenario():
+        batcher = _batcher(_logits, batch_size=8, wait_ms=200)
+        calls = {"n": 0}
+        real_get = batcher.queue.get
+
+        async def get_then_die():  # the first get takes the request; the wait for company dies (once)
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise WorkerKilled()
+            return await real_get()
+
+        batcher.queue.get = get_then_die
+        batcher.start()
+        started = time.perf_counter()
+        with pytest.raises(WorkerRestartedError):
+            await batcher.submit(_inputs(1)[0], 3.0)
+        waited = time.perf_counter() - started
+        after = await batcher.submit(_inputs(2)[0], 3.0)  # the restarted worker serves
+        await batcher.stop()
+        return waited, after
+
+    waited, after = asyncio.run(scenario())
+    assert waited < 1.0  # answered at once, not left to its 3 s deadline (504)
+    assert float(after[0][0]) == 2.0
+
+
+def test_a_request_answered_504_keeps_its_slot_and_bytes_until_its_forward_pass_ends():
+    running, finish = threading.Event(), threading.Event()
+
+    def run_batch(batch):
+        running.set()
+        finish.wait(5)
+        return _logits(batch)
+
+    async def scenario():
+        batcher = _batcher(run_batch, batch_size=1, wait_ms=0)
+        batcher.start()
+        with pytest.raises(DeadlineExceededError), batcher.reserve(1, 300) as hold:
+            await batcher.submit(_inputs(1)[0], 0.2, hold=hold)
+        assert running.is_set()
+        during = (batcher.admitted, batcher.budget.held)  # the request has gone; its pass still runs
+        finish.set()
+        for _ in range(100):
+            if not batcher.admitted:
+                break
+            await asyncio.sleep(0.01)
+        after = (batcher.admitted, batcher.budget.held)
+        await batcher.stop()
+        return during, after
+
+    during, after = asyncio.run(scenario())
+    assert during == (1, 300)
+    assert after == (0, 0)
+
+
+def test_a_request_that_stops_waiting_before_its_batch_runs_lets_go_at_once():
+    finish = threading.Event()
+
+    def run_batch(batch):
+        finish.wait(5)
+        return _logits(batch)
+
+    async def scenario():
+        batcher = _batcher(run_batch, batch_size=1, wait_ms=0)
+        batcher.start()
+        first = asyncio.create_task(batcher.submit(_inputs(1)[0], 5.0))  # occupies the worker
+        await asyncio.sleep(0.05)
+        with pytest.raises(DeadlineExceededError), batcher.reserve(1, 300) as hold:
+            await batcher.submit(_inputs(2)[0], 0.1, hold=hold)  # still queued: it will never run
+        queued_gone = (batcher.admitted, batcher.budget.held)
+        finish.set()
+        await first
+        await batcher.stop()
+        return queued_gone
+
+    assert asyncio.run(scenario()) == (0, 0)
 
 
 def test_stopping_answers_queued_requests_with_503():

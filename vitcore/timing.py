@@ -150,3 +150,68 @@ def benchmark_many(
     return results
 
 
+
+
+# --- On-host figures for routing: a bounded warm-up, then runs until a stable median or the time is spent ---
+
+REFERENCE_PIXELS = 200 * 200  # the image of ``reference_jpeg()``, which end-to-end mode decodes
+COST_SIZES = ((200, 200), (640, 480), (1600, 1200), (4000, 3000))  # decode + preprocess timed at these sizes
+
+
+def time_for(call: Callable[[], object], budget_s: float, warmup: int = 2, min_runs: int = 5,
+             max_runs: int = 21) -> list[float]:
+    """Durations of ``call`` after ``warmup`` untimed calls: at least ``min_runs``, then more until
+    ``max_runs`` or until ``budget_s`` (warm-up included) is spent. A call slower than the budget still
+    gets its ``min_runs``: fewer would give no median worth routing on."""
+    started = time.perf_counter()
+    for _ in range(warmup):
+        call()
+    durations: list[float] = []
+    while len(durations) < max_runs and (len(durations) < min_runs or time.perf_counter() - started < budget_s):
+        begin = time.perf_counter()
+        call()
+        durations.append(time.perf_counter() - begin)
+    return durations
+
+
+@functools.cache
+def synthetic_jpeg(width: int, height: int) -> bytes:
+    """A photo-like JPEG of the given size (smooth gradients plus grain, so it compresses like a photo)."""
+    grain = np.random.default_rng(0).integers(0, 24, (height, width), dtype=np.uint8)
+    across = (np.arange(width) * 200 // max(width, 1)).astype(np.uint8)[None, :]
+    down = (np.arange(height) * 200 // max(height, 1)).astype(np.uint8)[:, None]
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = across + grain, down + grain, across // 2 + down // 2 + grain
+    return reference_jpeg(Image.fromarray(pixels))
+
+
+@dataclass(frozen=True)
+class CostCurve:
+    """Milliseconds as a function of pixels, measured at a few points: linear between them, flat beyond."""
+
+    points: tuple[tuple[int, float], ...]  # (pixels, median ms), ascending pixels
+
+    def at(self, pixels: int) -> float:
+        xs, ys = zip(*self.points, strict=True)
+        return float(np.interp(pixels, xs, ys))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pixels": [p for p, _ in self.points], "p50_ms": [round(ms, 3) for _, ms in self.points]}
+
+
+def decode_cost(prepare: Callable[[bytes], object], budget_s: float,
+                sizes: Sequence[tuple[int, int]] = COST_SIZES) -> CostCurve:
+    """The median cost of ``prepare(jpeg)`` (decode + preprocess) at each of ``sizes``, as a curve by pixels."""
+    jpegs = [(w * h, synthetic_jpeg(w, h)) for w, h in sizes]
+    per_size = budget_s / max(len(jpegs), 1)
+    return CostCurve(tuple((pixels, float(np.median(time_for(functools.partial(prepare, data), per_size, warmup=1,
+                                                             min_runs=3))) * 1000)
+                           for pixels, data in jpegs))
+
+
+def host_latency(predictor: Predictor, budget_s: float, jpeg: bytes) -> dict[str, dict[str, Any]]:
+    """One predictor's model and end-to-end latency (batch of 1) on this host, with its own thread settings,
+    within about ``budget_s``: {mode: stats}."""
+    time.sleep(0.02)  # the previous runtime's spinning threads go idle first
+    return {mode: summarize(time_for(timed_call(predictor, mode, 1, jpeg), budget_s / len(MODES)), 1).as_dict()
+            for mode in MODES}

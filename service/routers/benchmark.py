@@ -1,4 +1,5 @@
-"""GET/POST /benchmark: on-host latency of the loaded variants, measured side by side."""
+"""GET/POST /benchmark: on-host latency of the loaded variants, measured side by side. With a batch of 1, its
+p50s replace the serving-host figures /predict/auto routes on (the answer's ``router`` says which)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from service.http_errors import (
 )
 from service.registry import ServingRegistry
 from service.responses import error_responses
+from service.routing import RouterState
 from service.settings import ServiceSettings
 from vitcore.hardware import machine_record
 from vitcore.timing import BenchConfig, benchmark_many, reference_jpeg
@@ -85,6 +87,7 @@ POST_RESPONSES = error_responses({**ERRORS, 400: "a body that cannot be parsed",
 
 @router.get("/benchmark", responses=GET_RESPONSES, dependencies=[Depends(benchmark_access)])
 async def benchmark_get(
+    request: Request,
     variants: str = Query("all"),
     runs: int = Query(30, ge=1, le=MAX_RUNS),
     warmup: int = Query(5, ge=0, le=MAX_WARMUP),
@@ -93,13 +96,25 @@ async def benchmark_get(
     registry: ServingRegistry = Depends(get_registry),
     settings: ServiceSettings = Depends(get_settings),
 ) -> dict[str, Any]:
-    request = BenchmarkRequest(variants=variants, runs=runs, warmup=warmup, batch_size=batch_size, mode=mode)
-    return await run_in_threadpool(run_benchmark, registry, request, settings.benchmark_max_calls)
+    body = BenchmarkRequest(variants=variants, runs=runs, warmup=warmup, batch_size=batch_size, mode=mode)
+    result = await run_in_threadpool(run_benchmark, registry, body, settings.benchmark_max_calls)
+    return retime_router(request.app.state.router, body, result)
 
 
 @router.post("/benchmark", responses=POST_RESPONSES, dependencies=[Depends(benchmark_access)])
 async def benchmark_post(
-    request: BenchmarkRequest, registry: ServingRegistry = Depends(get_registry),
+    body: BenchmarkRequest, request: Request, registry: ServingRegistry = Depends(get_registry),
     settings: ServiceSettings = Depends(get_settings),
 ) -> dict[str, Any]:
-    return await run_in_threadpool(run_benchmark, registry, request, settings.benchmark_max_calls)
+    result = await run_in_threadpool(run_benchmark, registry, body, settings.benchmark_max_calls)
+    return retime_router(request.app.state.router, body, result)
+
+
+def retime_router(router_state: RouterState, body: BenchmarkRequest, result: dict[str, Any]) -> dict[str, Any]:
+    """A batch-of-1 benchmark's p50s become the serving-host figures the router uses; ``result["router"]`` says
+    which variants were updated (a larger batch times something else: nothing is replaced)."""
+    updated = router_state.retimed(result["results"], "serving host: /benchmark") if body.batch_size == 1 else []
+    if updated:
+        router_state.note = "the serving host's figures, re-timed by /benchmark for " + ", ".join(updated)
+    result["router"] = {"updated": updated, "figures": router_state.note}
+    return result

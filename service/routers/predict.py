@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from service.admission import admit, counted
 from service.batching import QueueFullError
 from service.dependencies import get_registry
-from service.inputs import image_bytes, prepare_payloads, read_within
+from service.inputs import header_pixels, image_bytes, prepare_payloads, read_within
 from service.prometheus import ServiceMetrics
 from service.registry import ServingRegistry
 from service.responses import IMAGE_BODY, PREDICT_ERRORS, Prediction
-from service.routing import Constraints, RouteChoice, choose_variant
+from service.routing import Constraints, RouteChoice, RouterState
 from vitcore.preprocessing import softmax
 
 router = APIRouter(tags=["predict"])
@@ -28,20 +28,24 @@ async def predict_auto(
     prefer: Literal["accuracy", "speed"] = Query("accuracy", description="most accurate within the budget, "
                                                  "or fastest meeting min_f1"),
 ) -> Prediction:
-    """The variant chosen per request from each one's measured F1 and latency on this host and its queue now."""
-    router_state = request.app.state.router
+    """The variant chosen per request from each one's measured F1, its latency timed on this host (for this
+    image's size) and its queue now."""
+    router_state: RouterState = request.app.state.router
     constraints = Constraints(max_latency_ms if max_latency_ms is not None else router_state.default_max_latency_ms,
                               min_f1, prefer)
 
     async def answer() -> Prediction:
         metrics: ServiceMetrics = request.app.state.metrics
+        if router_state.unavailable is not None or not router_state.figures:
+            router_state.choose(constraints)  # 503: nothing to route on, before the body is read
+        data = await read_within(image_bytes(request), request.app.state.settings.body_timeout_s)
         try:
-            choice = choose_variant(router_state.figures, router_state.queue_states(), constraints)
+            choice = router_state.choose(constraints, [header_pixels(data)])
         except QueueFullError:
             metrics.route_choices.labels("auto", "none", "none_within_budget").inc()
             raise
         metrics.route_choices.labels("auto", choice.variant, choice.reason).inc()
-        return await _predict(choice.variant, request, registry, routing=choice)
+        return await _predict(choice.variant, request, registry, routing=choice, data=data)
 
     return await counted("auto", request, registry, answer)
 
@@ -58,20 +62,21 @@ async def predict(
 
 
 async def _predict(variant: str, request: Request, registry: ServingRegistry, routing: RouteChoice | None = None,
-                   allow_degrade: bool = False) -> Prediction:
+                   allow_degrade: bool = False, data: bytes | None = None) -> Prediction:
     registry.get(variant)  # 404 / 503 before reading the body
     metrics: ServiceMetrics = request.app.state.metrics
     settings = request.app.state.settings
-    data = await read_within(image_bytes(request), settings.body_timeout_s)
+    if data is None:
+        data = await read_within(image_bytes(request), settings.body_timeout_s)
     with ExitStack() as stack:
-        name = admit(request, registry, variant, len(data), allow_degrade, stack)  # 503 before decoding
+        name, hold = admit(request, registry, variant, allow_degrade, stack)  # 503 before decoding
         served = registry.get(name)
         assert served.predictor is not None
         with metrics.stage(name, "decode"):
             (model_input,) = await prepare_payloads(request, served.predictor, [data])
         del data
         logits, model_ms = await request.app.state.batchers[name].submit(
-            model_input, settings.request_timeout_s, request.is_disconnected)
+            model_input, settings.request_timeout_s, request.is_disconnected, hold)
     row = softmax(logits[None])[0]
     names = registry.manifest.data.get("label_names") or [str(i) for i in range(len(row))]
     best = int(row.argmax())

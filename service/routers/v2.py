@@ -185,12 +185,12 @@ async def _infer(model: str, model_version: str | None, request: Request, regist
         raise InferenceRequestError(f"send between 1 and {settings.queue_size} inputs in one request, got {count}")
     assert served.predictor is not None
     batcher = request.app.state.batchers[model]
-    with batcher.reserve(count, len(raw) + count * input_bytes(served.predictor)):  # 503 before decoding
+    with batcher.reserve(count, count * input_bytes(served.predictor)) as hold:  # 503 before decoding
         inputs = await _model_inputs(request, served, parsed)
         del raw
         async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
-            tasks = [group.create_task(batcher.submit(item, settings.request_timeout_s, request.is_disconnected))
-                     for item in inputs]
+            tasks = [group.create_task(batcher.submit(item, settings.request_timeout_s, request.is_disconnected,
+                                                      hold)) for item in inputs]
     logits = np.stack([task.result()[0] for task in tasks]).astype(np.float32)
     body, headers = encode_infer_response(model, parsed, logits, softmax(logits), _labels(registry, logits.shape[1]))
     return Response(content=body, headers=headers, media_type=headers["content-type"])

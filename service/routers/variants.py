@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from service.dependencies import get_registry
 from service.registry import ServingRegistry
 from service.responses import DRAINING, error_responses
+from service.routing import RouterState
 from service.study_routes import route_rows
 
 router = APIRouter(tags=["variants"])
@@ -16,16 +17,26 @@ router = APIRouter(tags=["variants"])
 
 @router.get("/variants", responses=error_responses(DRAINING))
 async def variants(request: Request, registry: ServingRegistry = Depends(get_registry)) -> dict[str, Any]:
+    """Each variant's metadata; ``latency`` is the build host's, ``serving_host_latency`` this host's (timed at
+    start-up or by /benchmark), and ``routing`` says which figures /predict/auto routes on."""
     manifest = registry.manifest.data
-    router = getattr(request.app.state, "router", None)
+    router_state: RouterState = request.app.state.router
     serving = {name for name, served in registry.variants.items() if served.available}
+    described = registry.describe()
+    for row in described:
+        row["serving_host_latency"] = router_state.host.get(row["name"])
+        figures = router_state.figures.get(row["name"])
+        row["routed_on"] = None if figures is None else {
+            "source": figures.source, "end_to_end_ms": round(figures.e2e_ms, 3), "model_ms": round(figures.model_ms, 3),
+            "decode_ms_by_pixels": figures.decode.as_dict() if figures.decode is not None else None}
     return {
         "profile": manifest.get("profile"),
         "label_names": manifest.get("label_names"),
         "base_model": {k: v for k, v in manifest.get("base_model", {}).items() if k != "training"},
         "test_split": manifest.get("dataset", {}).get("split", {}).get("test"),
         "degraded": registry.degraded,
-        "variants": registry.describe(),
+        "variants": described,
+        "routing": {"figures": router_state.note, "build_machine": manifest.get("latency", {}).get("machine")},
         "cascade": {k: v for k, v in (manifest.get("cascade") or {}).items() if k != "frontier"} or None,
-        "routes": route_rows(manifest, router.figures if router else {}, serving),
+        "routes": route_rows(manifest, router_state.figures, serving),
     }

@@ -21,6 +21,8 @@ async def variants(registry: ServingRegistry = Depends(get_registry)) -> dict[st
         "label_names": manifest.get("label_names"),
         "base_model": {k: v for k, v in manifest.get("base_model", {}).items() if k != "training"},
         "test_split": manifest.get("dataset", {}).get("split", {}).get("test"),
+        # What every variant's F1 rests on: its metrics repeat this set's images, sample_seed and id
+        "evaluation": manifest.get("evaluation"),
         "degraded": registry.degraded,
         "variants": registry.describe(),
         "cascade": {k: v for k, v in (manifest.get("cascade") or {}).items() if k != "frontier"} or None,

@@ -173,6 +173,9 @@ def distillation_record(config: DistillConfig, data: StudentData, result: TrainR
     return {"parameters": parameters, "teacher_parameters": teacher_parameters,
             "parameters_vs_teacher": round(parameters / teacher_parameters, 4), "init": init,
             "distillation": {"epochs": round(result.epochs, 2), "steps": result.steps, "images": len(teacher.logits),
+                             "class_counts": np.bincount(data.train.train_labels).tolist(),  # a stratified sample
+                             "val_images": len(data.train.val_labels),
+                             "val_class_counts": np.bincount(data.train.val_labels).tolist(),
                              "resolution": data.preprocess.height, "minutes": round(result.minutes, 2),
                              "val_accuracy": result.best_val_accuracy, "precision": result.precision,
                              "temperature": config.temperature, "alpha": config.alpha, "lr": config.lr,

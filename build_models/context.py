@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from build_models.sources.dataset import LabelledImages, Splits, decode_pixels
+from build_models.sources.dataset import LabelledImages, Splits, decode_pixels, sample_positions, take
 from vitcore.preprocessing import PreprocessConfig, normalize_uint8
 from vitcore.threads import ThreadSettings
 
@@ -67,25 +67,34 @@ class BuildContext:
         self.pixels(split)
         return self.row_cache[split]
 
+    def sample(self, split: str, count: int | None) -> np.ndarray:
+        """Positions in ``pixels(split)`` of a seeded stratified sample of ``count`` of its images (each label's
+        share of the split, drawn with the build's seed, in split order); all of them for None. Never the first
+        rows: a split is in dataset order, and a dataset may be ordered by label."""
+        return sample_positions(self.pixels(split)[1], count, self.seed)
+
+    def sampled(self, split: str, count: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixels, labels and dataset rows of ``sample(split, count)`` (the arrays themselves, uncopied, for all)."""
+        pixels, labels = self.pixels(split)
+        chosen = self.sample(split, count)
+        return take(pixels, chosen), take(labels, chosen), take(self.rows(split), chosen)
+
     def train_data(self) -> TrainData:
-        """Train and validation pixels; the ``val_images`` option keeps the first N validation images (a 224 px
-        ViT-S needs minutes for the whole validation split, which a short recovery run would spend on one check)."""
+        """Train and validation pixels; the ``val_images`` option keeps a stratified sample of N validation images
+        (a 224 px ViT-S needs minutes for the whole validation split, which a short recovery run would spend on
+        one check)."""
         train_pixels, train_labels = self.pixels("train")
-        val_pixels, val_labels = self.pixels("val")
-        limit = self.options.get("val_images")
-        return TrainData(train_pixels, train_labels, val_pixels[:limit], val_labels[:limit], self.preprocess)
+        val_pixels, val_labels, _ = self.sampled("val", self.options.get("val_images"))
+        return TrainData(train_pixels, train_labels, val_pixels, val_labels, self.preprocess)
 
     def calibration_batch(self, count: int, preprocess: PreprocessConfig | None = None) -> np.ndarray:
-        """A fixed, class-balanced sample of train images as a normalised NCHW float32 batch (for ``preprocess``:
-        a student's own size and normalisation; default the base model's)."""
-        _, labels = self.pixels("train")
-        rng = np.random.default_rng(self.seed)
-        per_class = [rng.permutation(np.flatnonzero(labels == c))[: count // 2] for c in np.unique(labels)]
-        return self._batch("train", np.sort(np.concatenate(per_class))[:count], preprocess)
+        """A fixed stratified sample of ``count`` train images as a normalised NCHW float32 batch (for
+        ``preprocess``: a student's own size and normalisation; default the base model's)."""
+        return self._batch("train", self.sample("train", count), preprocess)
 
     def validation_batch(self, count: int, preprocess: PreprocessConfig | None = None) -> np.ndarray:
-        """The first ``count`` validation images as a normalised NCHW float32 batch."""
-        return self._batch("val", np.arange(min(count, len(self.rows("val")))), preprocess)
+        """A fixed stratified sample of ``count`` validation images as a normalised NCHW float32 batch."""
+        return self._batch("val", self.sample("val", count), preprocess)
 
     def _batch(self, split: str, indices: np.ndarray, preprocess: PreprocessConfig | None) -> np.ndarray:
         if preprocess is None or preprocess == self.preprocess:

@@ -28,7 +28,7 @@ class BuildProfile:
     split: SplitConfig = field(default_factory=SplitConfig)
     variants: str = "all"
     eval_limit: int | None = None  # score on a stratified subset of N test images (slow profiles)
-    lossless_eval_limit: int | None = None  # lossless variants: compared with plain on the first N scored images
+    lossless_eval_limit: int | None = None  # lossless copies: run on a stratified N of the evaluation set
     latency_runs: int = 30  # timed single-image runs per variant in the build's latency table
     options: dict[str, Any] = field(default_factory=dict)  # per-variant knobs, e.g. {"distill_epochs": 5}
     teacher: TeacherConfig | None = None  # distil the base model from the EfficientNet-Lite0 teacher
@@ -101,7 +101,7 @@ def _profiles() -> dict[str, BuildProfile]:
                               weight_decay=0.01, label_smoothing=0.0, crop_scale_min=0.6, color_jitter=0.1,
                               eval_every_steps=200),
             # Pretrained students (microsoft/resnet-18, ImageNet Lite0): the ViT-B/16 teacher runs once on each of
-            # the first 4,000 train photos (about 15 min on 2 cores at 220 ms), not once per student step.
+            # a stratified 4,000 of the train photos (about 15 min on 2 cores at 220 ms), not once per student step.
             options={"distill_images": 4000, "distill_resolution": 224, "distill_epochs": 3.0, "distill_lr": 5e-4,
                      "lite0_images": 4000, "lite0_resolution": 224, "lite0_epochs": 1.0, "lite0_lr": 1e-3,
                      "lite0_batch_size": 32, "prune_recovery_epochs": 0.5},

@@ -20,6 +20,7 @@ from typing import Any
 
 from service.batching import MicroBatcher, QueueFullError
 from vitcore.errors import VitserveError
+from vitcore.manifest import comparable_f1
 from vitcore.timing import REFERENCE_PIXELS, CostCurve
 
 PREFERENCES = ("accuracy", "speed")
@@ -107,11 +108,11 @@ def expected_ms(figures: VariantFigures, state: QueueState | None, pixels: Seque
 
 
 def figures_from_manifest(manifest: Mapping[str, Any], names: list[str]) -> dict[str, VariantFigures]:
-    """Variants with a measured F1 and a measured latency, from the build's manifest."""
+    """Variants with a measured F1 (on the build's evaluation set) and a measured latency, from the manifest."""
     latency = manifest.get("latency", {}).get("results", {})
     figures = {}
     for name in names:
-        f1 = manifest.get("variants", {}).get(name, {}).get("metrics", {}).get("f1")
+        f1 = comparable_f1(manifest, name)  # on the build's evaluation set, the same images for each
         measured = latency.get(name, {})
         e2e, model = measured.get("end_to_end", {}).get("mean_ms"), measured.get("model", {}).get("mean_ms")
         if f1 is not None and e2e and model:

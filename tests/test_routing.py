@@ -70,6 +70,16 @@ def test_degradation_goes_to_cheaper_variants_within_the_margin_most_accurate_fi
     assert degradation_order("openvino-int8", FIGURES, margin=1.0) == []  # nothing is cheaper
 
 
+def test_figures_skip_an_f1_measured_on_other_images_than_the_builds_evaluation_set():
+    manifest = {"evaluation": {"set_id": "aaaa"},
+                "variants": {"plain": {"metrics": {"f1": 0.90, "evaluation_set": "aaaa"}},
+                             "onnx": {"metrics": {"f1": 0.99, "evaluation_set": "bbbb"}},  # a figure on other images
+                             "openvino": {"metrics": {"f1": 0.90}}},  # written before the set was recorded
+                "latency": {"results": {name: {"end_to_end": {"mean_ms": 3.0}, "model": {"mean_ms": 2.0}}
+                                        for name in ("plain", "onnx", "openvino")}}}
+    assert sorted(figures_from_manifest(manifest, ["plain", "onnx", "openvino"])) == ["openvino", "plain"]
+
+
 def test_figures_come_from_the_manifest_and_skip_variants_without_a_measured_f1():
     manifest = {"variants": {"plain": {"metrics": {"f1": 0.9}}, "onnx": {"metrics": {"f1": None}}},
                 "latency": {"results": {name: {"end_to_end": {"mean_ms": 3.0}, "model": {"mean_ms": 2.0}}

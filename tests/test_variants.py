@@ -230,6 +230,20 @@ def test_smoke_plain_beats_chance_by_a_margin(manifest):
     assert metrics["f1_macro"] >= SMOKE_QUALITY_FLOOR, metrics
 
 
+def test_every_f1_rests_on_the_same_images(manifest):
+    """One evaluation set for every row: its image count, sample seed and id are the manifest's, and a lossless
+    copy's F1 is plain's (the smoke build runs them on the whole set: same labels, so the same F1)."""
+    evaluation = manifest.data["evaluation"]
+    for name, entry in manifest.variants.items():
+        metrics = entry["metrics"]
+        assert (metrics["images"], metrics["sample_seed"], metrics["evaluation_set"]) == (
+            evaluation["images"], evaluation["sample_seed"], evaluation["set_id"]), name
+        assert metrics["count"] == evaluation["images"], name
+    plain = manifest.variants["plain"]["metrics"]["f1"]
+    for name in [n for n in list_variants() if get_variant(n).lossless]:
+        assert manifest.variants[name]["metrics"]["f1"] == plain, name
+
+
 def test_smoke_teacher_is_recorded_and_strong(manifest):
     teacher = manifest.data["base_model"]["teacher"]
     assert teacher["test_metrics"]["accuracy"] >= 0.85, teacher["test_metrics"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,21 @@ def describe_files(root: Path, folder: Path) -> list[dict[str, Any]]:
         files.append({"path": path.relative_to(root).as_posix(), "bytes": path.stat().st_size,
                       "sha256": sha256_of(path)})
     return files
+
+
+def comparable_f1(data: Mapping[str, Any], name: str) -> float | None:
+    """Variant ``name``'s F1 as every reader compares it (the router, /variants, the report): the figure on the
+    build's evaluation set, the same images for every variant. None when it has none, or when its entry and the
+    manifest both name their evaluation set and the two differ (a figure from other images is not comparable).
+    Manifests written before the set was recorded name none: their F1 as recorded."""
+    metrics = data.get("variants", {}).get(name, {}).get("metrics") or {}
+    f1 = metrics.get("f1")
+    if f1 is None:
+        return None
+    expected, recorded = (data.get("evaluation") or {}).get("set_id"), metrics.get("evaluation_set")
+    if expected and recorded and expected != recorded:
+        return None
+    return float(f1)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from build_models.measure.scores import classification_metrics
-from build_models.sources.dataset import LabelledImages
+from build_models.sources.dataset import LabelledImages, sample_positions
 from vitcore.backends.base import Predictor
 from vitcore.preprocessing import PreprocessConfig, decode_image, normalize_uint8, resize_to_uint8, softmax, to_rgb
 
@@ -38,12 +39,18 @@ class TestImages:
         images = [decode_image(data.image_bytes(int(r))) for r in progress]
         return cls([data.ids[int(r)] for r in rows], data.labels[rows], images)
 
-    def head(self, count: int | None) -> TestImages:
-        """The first ``count`` images (all of them for None)."""
-        if count is None or count >= len(self.ids):
+    def sample(self, count: int | None, seed: int) -> TestImages:
+        """A seeded stratified sample of ``count`` of these images, in their order (all of them for None);
+        never the first ``count``: the test split is in dataset order, and a dataset may be ordered by label."""
+        chosen = sample_positions(self.labels, count, seed)
+        if len(chosen) == len(self.ids):
             return self
-        return TestImages(self.ids[:count], self.labels[:count], self.images[:count],
-                          {config: pixels[:count] for config, pixels in self._resized.items()})
+        return TestImages([self.ids[i] for i in chosen], self.labels[chosen], [self.images[i] for i in chosen],
+                          {config: pixels[chosen] for config, pixels in self._resized.items()})
+
+    def set_id(self) -> str:
+        """Names this set of images: the sha256 of their ids in order (first 16 hex digits)."""
+        return hashlib.sha256("\n".join(self.ids).encode()).hexdigest()[:16]
 
 
 def uses_shared_preprocessing(predictor: Predictor) -> bool:

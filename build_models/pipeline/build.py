@@ -21,6 +21,7 @@ from build_models.sources.dataset import (
     Splits,
     load_labelled_images,
     make_splits,
+    split_hash,
     split_record,
     stratified_subset,
     write_split_ids,
@@ -72,14 +73,19 @@ def run_build(request: BuildRequest) -> Manifest:
 
 
 def evaluation_rows(profile: BuildProfile, data: LabelledImages, splits: Splits, manifest: Manifest) -> Any:
-    """The test rows every variant is scored on: the whole test split, or with ``eval_limit`` a stratified
-    subset of it (recorded in the manifest; each F1 carries a bootstrap confidence interval)."""
+    """The test rows every variant's F1 rests on (the evaluation set): the whole test split, or with ``eval_limit``
+    a stratified subset of it. Recorded in the manifest with its seed and id (the sha256 of its image ids, first
+    16 hex digits), which every variant's metrics repeat; each F1 carries a bootstrap confidence interval."""
     rows = stratified_subset(splits.test, data.labels[splits.test], profile.eval_limit, profile.split.seed)
     manifest.data["evaluation"] = {
         "images": int(len(rows)), "test_split_images": int(len(splits.test)),
         "selection": "whole test split" if len(rows) == len(splits.test)
         else f"stratified subset by label (seed {profile.split.seed})",
+        "sample_seed": profile.split.seed, "set_id": split_hash(data.ids, rows)[:16],
         "class_counts": split_record_counts(data, rows),
+        "lossless_subset": None if profile.lossless_eval_limit is None or profile.lossless_eval_limit >= len(rows)
+        else f"lossless copies run on a stratified {profile.lossless_eval_limit} of these (seed "
+             f"{profile.split.seed}); their F1 is plain's when every label there matches plain's",
         "f1_interval": "95% percentile bootstrap, 2,000 resamples of the scored images"}
     return rows
 

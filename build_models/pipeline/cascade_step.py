@@ -73,6 +73,7 @@ def build_cascade(manifest: Manifest, data: LabelledImages, splits: Splits, thre
     first, then = (test_probabilities(manifest.root, choice[k], test.ids) for k in ("first", "then"))
     choice["test"] = measure_on_test(choice, test.labels, first, then, calibrations, e2e_means(manifest))
     choice["frontier"] = frontier(scored, labels, choice)
+    choice["validation"]["class_counts"] = np.bincount(labels, minlength=len(data.label_names)).tolist()
     choice["seconds"] = round(time.perf_counter() - started, 1)
     manifest.data["cascade"] = choice
     log.info("cascade: %s then %s below %.4f: validation F1 %.4f, test F1 %.4f at %.2f ms (escalated %.1f%%)",

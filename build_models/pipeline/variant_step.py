@@ -35,24 +35,47 @@ def still_valid(manifest: Manifest, name: str, profile: BuildProfile) -> bool:
                 and not stale_reasons(entry, get_variant(name), profile.options, manifest))
 
 
-def lossless_check(root: Path, probabilities: Any) -> dict[str, Any]:
-    """Same labels as plain and the largest probability difference, over the test images the variant saw."""
+def lossless_check(root: Path, ids: list[str], probabilities: Any) -> dict[str, Any]:
+    """Same labels as plain and the largest probability difference, over the test images the variant saw
+    (matched to plain's predictions by image id)."""
     import numpy as np
 
     plain_file = root / "eval" / "plain.json"
     if not plain_file.exists():
         raise BuildError("a lossless variant is checked against plain: build plain first")
-    _, plain = read_predictions(plain_file)
-    plain = plain[: len(probabilities)]  # a lossless variant may be checked on the first N test images only
+    plain_ids, plain_all = read_predictions(plain_file)
+    position = {image_id: i for i, image_id in enumerate(plain_ids)}
+    missing = [image_id for image_id in ids if image_id not in position]
+    if missing:
+        raise BuildError(f"plain was not scored on {len(missing)} of these test images: rebuild plain")
+    plain = plain_all[[position[image_id] for image_id in ids]]
     same = int((plain.argmax(-1) == probabilities.argmax(-1)).sum())
     return {"images": len(plain), "labels_equal": f"{same}/{len(plain)}",
             "max_probability_difference": float(np.abs(plain - probabilities).max())}
+
+
+def evaluation_facts(test: TestImages, seed: int) -> dict[str, Any]:
+    """What every F1 of the build rests on: the evaluation set's size, its sample seed and its id."""
+    return {"images": len(test.ids), "sample_seed": seed, "evaluation_set": test.set_id()}
+
+
+def plain_metrics_for(manifest: Manifest, check: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any] | None:
+    """Plain's metrics for a lossless copy checked on a sample of the evaluation set, when that sample shows it
+    gives plain's label on every image and plain was scored on the same evaluation set; else None."""
+    same, images = (int(part) for part in check["labels_equal"].split("/"))
+    plain = manifest.variants.get(BASE_VARIANT, {})
+    metrics = plain.get("metrics") or {}
+    if same != images or plain.get("status") != "ok" or metrics.get("evaluation_set") != facts["evaluation_set"]:
+        return None
+    return {**metrics, "f1_source": BASE_VARIANT,
+            "f1_basis": f"= plain ({check['labels_equal']} same labels)"}
 
 
 def untrained_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """Scores of a never-trained model say nothing about a compression method: recorded as not applicable."""
     return {"count": metrics["count"], "evaluated_images": metrics.get("evaluated_images"), "f1": None,
             "accuracy": None, "applicable": False,
+            **{key: metrics[key] for key in ("images", "sample_seed", "evaluation_set") if key in metrics},
             "reason": "random-init base model, never trained: F1 and accuracy are not measures of the method"}
 
 
@@ -94,17 +117,28 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         entry["build_seconds"] = round(time.perf_counter() - started, 1)
         predictor = spec.predictor(out_dir, request.threads, device=request.device)
         predictor.load()
-        checked = test.head(request.profile.lossless_eval_limit) if spec.lossless and name != BASE_VARIANT else test
+        facts = evaluation_facts(test, request.profile.split.seed)
+        lossless_copy = spec.lossless and name != BASE_VARIANT
+        checked = test.sample(request.profile.lossless_eval_limit, request.profile.split.seed) if lossless_copy \
+            else test
         evaluated = time.perf_counter()
         entry["metrics"], probabilities = evaluate(predictor, checked, manifest.data["label_names"])
-        entry["metrics"]["evaluated_images"] = len(checked.ids)
+        if lossless_copy:
+            entry["lossless_check"] = lossless_check(root, checked.ids, probabilities)
+            as_plain = plain_metrics_for(manifest, entry["lossless_check"], facts) if checked is not test else None
+            if as_plain is not None:  # the same labels as plain on the sample: plain's F1 on the evaluation set
+                entry["metrics"] = as_plain
+            elif checked is not test:  # a label differs (or plain's F1 rests on other images): measure it all
+                log.info("%s: not plain's labels on the lossless sample; scoring the whole evaluation set", name)
+                checked = test
+                entry["metrics"], probabilities = evaluate(predictor, checked, manifest.data["label_names"])
+                entry["lossless_check"] = lossless_check(root, checked.ids, probabilities)
+        entry["metrics"].update(facts, evaluated_images=len(checked.ids))
         entry["eval_seconds"] = round(time.perf_counter() - evaluated, 1)
         if not base_is_trained(manifest.data["base_model"]):
             entry["metrics"] = untrained_metrics(entry["metrics"])
         write_predictions(root / "eval" / f"{name}.json", checked.ids, probabilities)
         entry["predictions_file"] = f"eval/{name}.json"
-        if spec.lossless and name != BASE_VARIANT:
-            entry["lossless_check"] = lossless_check(root, probabilities)
         make_readable(out_dir)
         entry["files"] = describe_files(root, out_dir)
         entry["size_mb"] = round(sum(f["bytes"] for f in entry["files"]) / 1e6, 3)

@@ -55,8 +55,10 @@ def _variant_record(entry: dict[str, Any]) -> dict[str, Any]:
                if value != ABSENT}
     logits = entry.get("build", {}).get("distillation", {}).get("teacher_logits") or {}
     teacher_s = 0.0 if logits.get("reused") or not logits.get("minutes") else logits["minutes"] * 60
+    metrics = entry["metrics"]  # eval_s timed the images the variant ran on (a lossless copy: maybe a sample)
     return {"build_s": entry["build_seconds"], "teacher_s": round(teacher_s, 1), "eval_s": entry["eval_seconds"],
-            "eval_images": entry["metrics"]["count"], "lossless": bool(entry.get("lossless")), "options": options}
+            "eval_images": metrics.get("evaluated_images") or metrics["count"], "lossless": bool(entry.get("lossless")),
+            "options": options}
 
 
 def write_reference(artifacts: Path, out: Path = REFERENCE_FILE) -> dict[str, Any]:

@@ -34,14 +34,16 @@ def report_rows(manifest: Manifest) -> list[dict[str, Any]]:
     order = {name: i for i, name in enumerate(list_variants())}
     rows = []
     for name, entry in sorted(manifest.variants.items(), key=lambda kv: order.get(kv[0], 999)):
-        build = entry.get("build", {})
+        build, metrics = entry.get("build", {}), entry.get("metrics") or {}
         measured = latency.get(name, {})
         rows.append({
             "variant": name, "runtime": entry.get("runtime"), "status": entry.get("status"),
             "size_mb": entry.get("size_mb"), "size_note": build.get("size_note"),
-            "f1": entry.get("metrics", {}).get("f1"), "accuracy": entry.get("metrics", {}).get("accuracy"),
-            "f1_ci95": entry.get("metrics", {}).get("f1_ci95"),
-            "evaluated_images": entry.get("metrics", {}).get("count"),
+            "f1": metrics.get("f1"), "accuracy": metrics.get("accuracy"), "f1_ci95": metrics.get("f1_ci95"),
+            "evaluated_images": metrics.get("count"),  # the images the F1 rests on
+            # which images: the evaluation set (its id and sample seed), and for a lossless copy run on a sample of
+            # it, "= plain (N/N same labels)"; absent from reports written before they were recorded
+            **{key: metrics[key] for key in ("evaluation_set", "sample_seed", "f1_basis") if key in metrics},
             "model": _latency(measured.get("model")), "end_to_end": _latency(measured.get("end_to_end")),
             "service_overhead_ms": measured.get("service_overhead_ms"),
             "parameters": build.get("parameters"), "sparsity": build.get("sparsity"),
@@ -67,13 +69,19 @@ def _speedup_cell(row: dict[str, Any]) -> str:
     return " / ".join(parts)
 
 
-def _f1_cell(row: dict[str, Any], whole_split: int) -> str:
-    """F1 with its 95% bootstrap interval, marked when the variant was scored on fewer images than the others
-    (lossless variants on slow profiles)."""
-    seen = row.get("evaluated_images")
-    subset = f" (first {seen} scored images)" if seen and seen < whole_split else ""
+def _f1_cell(row: dict[str, Any], whole_split: int, evaluation_set: str | None = None) -> str:
+    """F1 with its 95% bootstrap interval. A lossless copy checked on a sample of the evaluation set shows
+    plain's F1 with the labels it matched there; a row whose F1 rests on other images than plain's is marked.
+    Reports written before the evaluation set was recorded: marked when scored on fewer images than the others."""
     interval = row.get("f1_ci95")
     spread = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval and row["f1"] is not None else ""
+    if row.get("evaluation_set"):
+        other = evaluation_set and row["evaluation_set"] != evaluation_set
+        note = f" (other images: {row.get('evaluated_images')}, set {row['evaluation_set']})" if other else ""
+        basis = f" {row['f1_basis']}" if row.get("f1_basis") else ""
+        return _fmt(row["f1"], ".4f") + spread + basis + note
+    seen = row.get("evaluated_images")
+    subset = f" (first {seen} scored images)" if seen and seen < whole_split else ""
     return _fmt(row["f1"], ".4f") + spread + subset
 
 
@@ -82,13 +90,16 @@ def markdown_table(rows: list[dict[str, Any]], f1_applicable: bool = True,
     """The study table. ≈ marks a latency whose interquartile range overlaps plain's (within noise)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     whole_split = max((row.get("evaluated_images") or 0 for row in rows), default=0)
+    plain_row = next((row for row in rows if row["variant"] == "plain"), {})
+    evaluation_set = plain_row.get("evaluation_set")
     for row in rows:
         if row["status"] != "ok":
             lines.append(f"| {row['variant']} | failed: {row['error']} |" + " |" * (len(COLUMNS) - 2))
             continue
         plain = row["variant"] == "plain"
         size = _fmt(row["size_mb"], ".2f") + (f" ({row['size_note']})" if row["size_note"] else "")
-        cells = [row["variant"], size, _f1_cell(row, whole_split) if f1_applicable else "n/a (random init)",
+        f1 = _f1_cell(row, whole_split, evaluation_set) if f1_applicable else "n/a (random init)"
+        cells = [row["variant"], size, f1,
                  _latency_cell(row["model"], plain), _latency_cell(row["end_to_end"], plain),
                  _fmt(row["service_overhead_ms"], ".2f"), _speedup_cell(row), _fmt(row["parameters"], ",d"),
                  _fmt(row["sparsity"], ".1%", "-"), row["runtime"]]
@@ -153,9 +164,11 @@ def teacher_line(teacher: dict[str, Any] | None) -> str:
 def evaluation_line(evaluation: dict[str, Any] | None) -> str | None:
     if not evaluation:
         return None
-    return (f"- scored on: {evaluation['images']} of {evaluation['test_split_images']} test images "
-            f"({evaluation['selection']}; class counts {evaluation['class_counts']}); F1 intervals: "
-            f"{evaluation['f1_interval']}")
+    named = f", set {evaluation['set_id']}, sample seed {evaluation['sample_seed']}" if "set_id" in evaluation else ""
+    lossless = f"; {evaluation['lossless_subset']}" if evaluation.get("lossless_subset") else ""
+    return (f"- every F1 scored on: {evaluation['images']} of {evaluation['test_split_images']} test images "
+            f"({evaluation['selection']}{named}; class counts {evaluation['class_counts']}){lossless}; "
+            f"F1 intervals: {evaluation['f1_interval']}")
 
 
 def base_is_trained(base: dict[str, Any]) -> bool:
@@ -192,7 +205,8 @@ def write_report(manifest: Manifest) -> str:
     ]
     lossless = lossless_table(rows)
     if lossless:
-        lines += ["## Lossless variants against plain (on the test images each was scored on)", "", lossless, ""]
+        lines += ["## Lossless variants against plain (on the test images each was run on: the evaluation set, or a "
+                  "stated stratified sample of it)", "", lossless, ""]
     students = student_rows(manifest.variants, rows)
     if students:
         lines += ["## Students against the ViT they learned from (same latency run)", "",

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vitcore.manifest import comparable_f1
+
 
 def _e2e_mean(data: dict[str, Any], name: str) -> float | None:
     result = data.get("latency", {}).get("results", {}).get(name, {})
@@ -21,11 +23,11 @@ def _e2e_mean(data: dict[str, Any], name: str) -> float | None:
 def route_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     """``auto`` and ``cascade`` beside the variants, with F1, interval and mean end-to-end latency."""
     scored = {name: entry for name, entry in data.get("variants", {}).items()
-              if entry.get("status") == "ok" and entry.get("metrics", {}).get("f1") is not None
+              if entry.get("status") == "ok" and comparable_f1(data, name) is not None
               and _e2e_mean(data, name) is not None}
     if not scored:
         return []
-    auto = max(scored, key=lambda n: (scored[n]["metrics"]["f1"], -(_e2e_mean(data, n) or 0.0)))
+    auto = max(scored, key=lambda n: (comparable_f1(data, n) or 0.0, -(_e2e_mean(data, n) or 0.0)))
     plain_ms = _e2e_mean(data, "plain")
     rows = [{"route": "auto", "answers": auto, "f1": scored[auto]["metrics"]["f1"],
              "f1_ci95": scored[auto]["metrics"].get("f1_ci95"), "mean_ms": _e2e_mean(data, auto),
@@ -59,8 +61,8 @@ def route_table_lines(routes: list[dict[str, Any]], columns: int) -> list[str]:
 def write_route_plot(data: dict[str, Any], path: Path) -> bool:
     """F1 against mean end-to-end latency: every variant, the cascade's validation frontier, the cascade."""
     means = {name: _e2e_mean(data, name) for name in data.get("variants", {})}
-    points = [(name, float(ms), float(entry["metrics"]["f1"])) for name, entry in data.get("variants", {}).items()
-              if entry.get("status") == "ok" and entry.get("metrics", {}).get("f1") is not None
+    points = [(name, float(ms), f1) for name, entry in data.get("variants", {}).items()
+              if entry.get("status") == "ok" and (f1 := comparable_f1(data, name)) is not None
               and (ms := means[name])]
     cascade = data.get("cascade") or {}
     if not points or "test" not in cascade:

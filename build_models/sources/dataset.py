@@ -27,7 +27,12 @@ class SplitConfig:
     seed: int = 20240611
     val_fraction: float = 0.1
     test_fraction: float = 0.1
-    limit: int | None = None  # stratified subset of this many images before splitting (smoke)
+    limit: int | None = None  # a seeded stratified sample of this many images before splitting (smoke)
+
+
+# Recorded with the split: how every subset of a split is drawn (a seeded stratified sample, never its first rows).
+# Entries built under another rule were trained or scored on other photos, so a change clears them.
+SUBSET_RULE = "seeded stratified sample"
 
 
 @dataclass(frozen=True)
@@ -101,13 +106,10 @@ def make_splits(labels: np.ndarray, config: SplitConfig) -> Splits:
     """Deterministic stratified split of row indices into train / val / test."""
     rng = np.random.default_rng(config.seed)
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    classes = np.unique(labels)
-    per_class_limit = None if config.limit is None else config.limit // len(classes)
-    for cls in classes:
-        rows = np.flatnonzero(labels == cls)
+    kept = stratified_subset(np.arange(len(labels)), labels, config.limit, config.seed)  # ``limit``: a sample
+    for cls in np.unique(labels):
+        rows = kept[labels[kept] == cls]
         rows = rows[rng.permutation(len(rows))]
-        if per_class_limit is not None:
-            rows = rows[:per_class_limit]
         n_test = int(round(len(rows) * config.test_fraction))
         n_val = int(round(len(rows) * config.val_fraction))
         parts["test"].append(rows[:n_test])
@@ -136,6 +138,18 @@ def stratified_subset(rows: np.ndarray, labels: np.ndarray, count: int | None, s
     return rows[np.sort(np.concatenate(chosen))]
 
 
+def sample_positions(labels: np.ndarray, count: int | None, seed: int = 0) -> np.ndarray:
+    """Positions (0..len-1) of a ``stratified_subset`` of ``count`` items with these ``labels``, in order."""
+    return stratified_subset(np.arange(len(labels)), labels, count, seed)
+
+
+def take(array: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``array[positions]``; ``array`` itself when the positions are all of it in order (no copy of a split)."""
+    if len(positions) == len(array) and np.array_equal(positions, np.arange(len(array))):
+        return array
+    return array[positions]
+
+
 def split_hash(ids: list[str], rows: np.ndarray) -> str:
     digest = hashlib.sha256("\n".join(ids[int(r)] for r in rows).encode())
     return digest.hexdigest()
@@ -143,7 +157,7 @@ def split_hash(ids: list[str], rows: np.ndarray) -> str:
 
 def split_record(data: LabelledImages, splits: Splits, config: SplitConfig) -> dict[str, Any]:
     """What the manifest records about the split: sizes, class counts and id hashes."""
-    record: dict[str, Any] = {"seed": config.seed, "limit": config.limit}
+    record: dict[str, Any] = {"seed": config.seed, "limit": config.limit, "subsets": SUBSET_RULE}
     for name, rows in splits.as_dict().items():
         record[name] = {
             "count": int(len(rows)),

@@ -36,7 +36,7 @@ class DistillConfig:
     """A student recipe, read from the profile's options (``distill_*`` keys)."""
 
     epochs: float = 5.0
-    images: int | None = None  # train on the first N train images (None: all); the teacher runs once on each
+    images: int | None = None  # a stratified sample of N train images (None: all); the teacher runs once on each
     resolution: int | None = None  # the student's input size (None: the base model's)
     lr: float = 2e-3
     batch_size: int = 64
@@ -136,16 +136,14 @@ class StudentData:
 
 
 def student_data(ctx: BuildContext, config: DistillConfig, preprocess: PreprocessConfig) -> StudentData:
-    """The first ``config.images`` train images at the student's size with the teacher's logits for them, and
-    the validation images (``val_images`` option) at the student's size."""
-    base_pixels, base_labels = ctx.pixels("train")
-    count = len(base_labels) if config.images is None else min(config.images, len(base_labels))
-    train_rows = ctx.rows("train")[:count]
-    teacher = teacher_logits(ctx, base_pixels[:count], train_rows)
+    """A stratified sample of ``config.images`` train images (``ctx.sample``) at the student's size with the
+    teacher's logits for them, and the validation sample (``val_images`` option) at the student's size."""
+    base_pixels, _, train_rows = ctx.sampled("train", config.images)
+    teacher = teacher_logits(ctx, base_pixels, train_rows)
     pixels, kept = decode_pixels(ctx.data, train_rows, preprocess, ctx.cache_dir)
-    if len(kept) != count:
+    if len(kept) != len(train_rows):
         raise RuntimeError("train photos decoded at the base size did not decode at the student's size")
-    val_rows = ctx.rows("val")[: ctx.options.get("val_images")]
+    _, _, val_rows = ctx.sampled("val", ctx.options.get("val_images"))
     val_pixels, val_kept = decode_pixels(ctx.data, val_rows, preprocess, ctx.cache_dir)
     data = TrainData(pixels, ctx.data.labels[kept], val_pixels, ctx.data.labels[val_kept], preprocess,
                      teacher_logits=teacher.logits)
@@ -175,6 +173,9 @@ def distillation_record(config: DistillConfig, data: StudentData, result: TrainR
     return {"parameters": parameters, "teacher_parameters": teacher_parameters,
             "parameters_vs_teacher": round(parameters / teacher_parameters, 4), "init": init,
             "distillation": {"epochs": round(result.epochs, 2), "steps": result.steps, "images": len(teacher.logits),
+                             "class_counts": np.bincount(data.train.train_labels).tolist(),  # a stratified sample
+                             "val_images": len(data.train.val_labels),
+                             "val_class_counts": np.bincount(data.train.val_labels).tolist(),
                              "resolution": data.preprocess.height, "minutes": round(result.minutes, 2),
                              "val_accuracy": result.best_val_accuracy, "precision": result.precision,
                              "temperature": config.temperature, "alpha": config.alpha, "lr": config.lr,

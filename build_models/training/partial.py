@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from build_models.sources.dataset import SUBSET_RULE, sample_positions, take
 from build_models.training.loop import TrainResult, _Checkpoint, to_model_input
 from vitcore.hashing import json_digest
 from vitcore.preprocessing import PreprocessConfig
@@ -33,8 +34,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PartialTuneConfig:
     trainable_blocks: int = 2  # k: the last k encoder layers (+ final layernorm + head) are trained
-    train_images: int | None = None  # the first N of the train split (None: all)
-    val_images: int = 1000  # the first N of the validation split, for checkpoint selection
+    train_images: int | None = None  # a seeded stratified sample of N of the train split (None: all)
+    val_images: int = 1000  # a seeded stratified sample of N of the validation split, for checkpoint selection
     epochs: float = 1.0
     batch_size: int = 32
     lr_blocks: float = 2e-5
@@ -179,12 +180,15 @@ def cache_states(model: Any, config: PartialTuneConfig, pixels: dict[str, tuple[
     layers = model.config.num_hidden_layers - config.trainable_blocks
     tokens = (preprocess.height // model.config.patch_size) ** 2 + 1
     limits = {"train": config.train_images, "val": config.val_images}
-    wanted = {role: (pix[: limits[role]], labels[: limits[role]]) for role, (pix, labels) in pixels.items()}
+    wanted = {}
+    for role, (pix, labels) in pixels.items():  # never the first N: a split may be ordered by label
+        chosen = sample_positions(labels, limits[role], config.seed)
+        wanted[role] = (take(pix, chosen), take(labels, chosen))
     prefix, precision = compiled_prefix(model, layers, config.cache_precision, threads, preprocess.height)
     out: dict[str, np.ndarray] = {}
     for role, (pix, _) in wanted.items():
-        cache = StateCache(cache_dir, {**key, "role": role, "images": len(pix), "prefix_layers": layers,
-                                       "precision": precision},
+        cache = StateCache(cache_dir, {**key, "role": role, "images": len(pix), "sample": SUBSET_RULE,
+                                       "prefix_layers": layers, "precision": precision},
                            (len(pix), tokens, model.config.hidden_size))
         out[role] = cache.fill(pix, preprocess, prefix)
     return CachedStates(out["train"], wanted["train"][1], out["val"], wanted["val"][1], precision,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from build_models.measure.scores import classification_metrics
-from build_models.sources.dataset import LabelledImages, Splits, decode_pixels, split_hash
+from build_models.sources.dataset import LabelledImages, Splits, decode_pixels, sample_positions, split_hash, take
 from build_models.sources.efficientnet_lite import (
     EfficientNetLite0,
     load_imagenet_lite0,
@@ -210,14 +210,16 @@ class Teacher:
         return pixels, self.data.labels[kept]
 
     def normalisation_check(self) -> dict[str, float]:
-        """Zero-shot accuracy (ImageNet dog vs cat classes) on validation images per normalisation."""
+        """Zero-shot accuracy (ImageNet dog vs cat classes) per normalisation, on a seeded stratified sample of
+        ``normalisation_check_images`` validation images."""
         pixels, labels = self.pixels("val")
-        count = self.config.normalisation_check_images
+        chosen = sample_positions(labels, self.config.normalisation_check_images)  # seed 0
+        pixels, labels = take(pixels, chosen), take(labels, chosen)
         accuracy = {}
         for norm in NORMALISATIONS:
-            maps = self.runner.feature_maps(pixels[:count], norm, desc=f"zero-shot {norm}")
+            maps = self.runner.feature_maps(pixels, norm, desc=f"zero-shot {norm}")
             predicted = zero_shot_cat_dog(self.runner.imagenet_logits(maps)).argmax(-1).numpy()
-            accuracy[norm] = round(float((predicted == labels[:count]).mean()), 4)
+            accuracy[norm] = round(float((predicted == labels).mean()), 4)
         log.info("teacher zero-shot accuracy by input normalisation: %s", accuracy)
         return accuracy
 

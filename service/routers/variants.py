@@ -34,6 +34,8 @@ async def variants(request: Request, registry: ServingRegistry = Depends(get_reg
         "label_names": manifest.get("label_names"),
         "base_model": {k: v for k, v in manifest.get("base_model", {}).items() if k != "training"},
         "test_split": manifest.get("dataset", {}).get("split", {}).get("test"),
+        # What every variant's F1 rests on: its metrics repeat this set's images, sample_seed and id
+        "evaluation": manifest.get("evaluation"),
         "degraded": registry.degraded,
         "variants": described,
         "routing": {"figures": router_state.note, "build_machine": manifest.get("latency", {}).get("machine")},

@@ -77,7 +77,7 @@ def test_the_serving_only_install_serves_every_variant_but_tensorflow(smoke_arti
     site = link_serving_site(tmp_path / "site")
     port = free_port()
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PYTHONPATH": str(site), "USE_TF": "0",
-           "HF_HUB_OFFLINE": "1", "VITSERVE_ARTIFACTS_DIR": str(smoke_artifacts), "VITSERVE_PORT": str(port)}
+           "HF_HUB_OFFLINE": "1", "VITSERVE_STARTUP_TIMING_S": "2", "VITSERVE_ARTIFACTS_DIR": str(smoke_artifacts), "VITSERVE_PORT": str(port)}
     log = open(tmp_path / "service.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen([sys.executable, "-S", "-m", "service"], cwd=tmp_path, env=env, stdout=log,
                               stderr=subprocess.STDOUT)

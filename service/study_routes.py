@@ -10,13 +10,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from service.routing import Constraints, ImpossibleConstraintError, VariantFigures, choose_variant
+from service.routing import (
+    Constraints,
+    ImpossibleConstraintError,
+    RoutingUnavailableError,
+    VariantFigures,
+    choose_variant,
+)
 
 
 def auto_row(manifest: Mapping[str, Any], figures: Mapping[str, VariantFigures]) -> dict[str, Any] | None:
     try:
         choice = choose_variant(figures, {}, Constraints())
-    except ImpossibleConstraintError:
+    except (ImpossibleConstraintError, RoutingUnavailableError):  # nothing to route on: no auto row
         return None
     metrics = manifest.get("variants", {}).get(choice.variant, {}).get("metrics") or {}
     return {"route": "auto", "answers": choice.variant, "available": True, "f1": choice.f1,
@@ -41,7 +47,7 @@ def cascade_row(manifest: Mapping[str, Any], serving: set[str]) -> dict[str, Any
 def _size_mb(manifest: Mapping[str, Any], names: list[str]) -> float | None:
     """What the route holds: the size of its variant, or of both of the pair."""
     sizes = [manifest.get("variants", {}).get(name, {}).get("size_mb") for name in names]
-    return None if None in sizes else round(sum(sizes), 3)
+    return None if None in sizes else sum(sizes)  # unrounded: the page rounds it once, as it does the variants'
 
 
 def route_rows(manifest: Mapping[str, Any], figures: Mapping[str, VariantFigures],

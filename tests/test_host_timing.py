@@ -21,8 +21,8 @@ from service.settings import ServiceSettings
 from tests.fake_app import fake_client, png_bytes
 from vitcore.loading import load_predictor
 
-ACCURATE, OTHER = "openvino-int8", "onnx"  # the smoke build's F1: 0.586 and 0.570
-SLOW_S = 0.15  # added to ACCURATE's forward pass while ``slowed`` is set: a host slower than the build's
+CANDIDATES = ("openvino-int8", "onnx", "onnx-int8")  # quick to load; their F1s differ by CPU class
+SLOW_S = 0.15  # added to the accurate variant's forward pass while ``slowed`` is set: a host slower than the build's
 BUDGET_MS = 100.0
 
 
@@ -32,11 +32,24 @@ def slowed() -> threading.Event:
 
 
 @pytest.fixture(scope="module")
-def client(smoke_artifacts: Path, slowed: threading.Event) -> Iterator[TestClient]:
-    """The app on ACCURATE and OTHER, ACCURATE's forward slowed (while ``slowed`` is set) by a test-only wrapper."""
+def pair(smoke_artifacts: Path) -> tuple[str, str]:
+    """(accurate, other): the candidate with the best smoke F1 and one with a lower F1, read from this build."""
+    variants = json.loads((smoke_artifacts / "manifest.json").read_text())["variants"]
+    f1 = {name: variants[name]["metrics"]["f1"] for name in CANDIDATES}
+    accurate = max(CANDIDATES, key=f1.__getitem__)
+    others = [name for name in CANDIDATES if f1[name] < f1[accurate]]
+    assert others, f"the smoke build's candidates all score the same F1: {f1}"
+    return accurate, others[0]
+
+
+@pytest.fixture(scope="module")
+def client(smoke_artifacts: Path, slowed: threading.Event, pair: tuple[str, str]) -> Iterator[TestClient]:
+    """The app on the pair, the accurate one's forward slowed (while ``slowed`` is set) by a test-only wrapper."""
+    accurate, other = pair
+
     def load(manifest, name, threads, verify=True):  # type: ignore[no-untyped-def]
         predictor = load_predictor(manifest, name, threads, verify=verify)
-        if name == ACCURATE:
+        if name == accurate:
             forward = predictor.forward
 
             def slow_forward(batch):  # type: ignore[no-untyped-def]
@@ -48,7 +61,7 @@ def client(smoke_artifacts: Path, slowed: threading.Event) -> Iterator[TestClien
         return predictor
 
     slowed.set()
-    settings = ServiceSettings(artifacts_dir=smoke_artifacts, variants=f"{ACCURATE},{OTHER}", startup_timing_s=4,
+    settings = ServiceSettings(artifacts_dir=smoke_artifacts, variants=f"{accurate},{other}", startup_timing_s=4,
                                benchmark_enabled=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(service.registry, "load_predictor", load)
@@ -63,28 +76,29 @@ def _auto(client: TestClient, jpeg: bytes) -> dict:
     return answer.json()
 
 
-def test_auto_routes_on_this_hosts_timings_and_benchmark_retimes_them(client, slowed, smoke_artifacts,
+def test_auto_routes_on_this_hosts_timings_and_benchmark_retimes_them(client, slowed, smoke_artifacts, pair,
                                                                        test_split_jpegs):
+    accurate, other = pair
     manifest = json.loads((smoke_artifacts / "manifest.json").read_text())
-    build_choice = choose_variant(figures_from_manifest(manifest, [ACCURATE, OTHER]),
-                                  {n: QueueState(0, 5.0) for n in (ACCURATE, OTHER)}, Constraints(BUDGET_MS))
-    assert build_choice.variant == ACCURATE  # on the build host's figures, the accurate one meets the budget
+    build_choice = choose_variant(figures_from_manifest(manifest, [accurate, other]),
+                                  {n: QueueState(0, 5.0) for n in (accurate, other)}, Constraints(BUDGET_MS))
+    assert build_choice.variant == accurate  # on the build host's figures, the accurate one meets the budget
     rows = {row["name"]: row for row in client.get("/variants").json()["variants"]}
-    slow = rows[ACCURATE]
+    slow = rows[accurate]
     assert slow["routed_on"]["source"] == "serving host: start-up"
     assert slow["serving_host_latency"]["model"]["p50_ms"] >= SLOW_S * 1000  # this host: slower...
     assert slow["latency"]["model"]["p50_ms"] < SLOW_S * 1000  # ...than the build host said
     jpeg = test_split_jpegs[0][1]
     answer = _auto(client, jpeg)
-    assert answer["variant"] == OTHER and answer["routing"]["expected_ms"] <= BUDGET_MS
+    assert answer["variant"] == other and answer["routing"]["expected_ms"] <= BUDGET_MS
 
     slowed.clear()  # this host is fast again, but the router only knows once it re-times
-    assert _auto(client, jpeg)["variant"] == OTHER
-    retimed = client.get("/benchmark", params={"variants": ACCURATE, "runs": 7, "warmup": 1}).json()
-    assert retimed["router"]["updated"] == [ACCURATE]
+    assert _auto(client, jpeg)["variant"] == other
+    retimed = client.get("/benchmark", params={"variants": accurate, "runs": 7, "warmup": 1}).json()
+    assert retimed["router"]["updated"] == [accurate]
     rows = {row["name"]: row for row in client.get("/variants").json()["variants"]}
-    assert rows[ACCURATE]["routed_on"]["source"] == "serving host: /benchmark"
-    assert _auto(client, jpeg)["variant"] == ACCURATE
+    assert rows[accurate]["routed_on"]["source"] == "serving host: /benchmark"
+    assert _auto(client, jpeg)["variant"] == accurate
 
 
 def test_auto_has_no_figures_to_route_on_503_rest_and_v2(tmp_path):
@@ -96,6 +110,8 @@ def test_auto_has_no_figures_to_route_on_503_rest_and_v2(tmp_path):
     assert rest.status_code == 503 and rest.json()["error"]["code"] == "routing_unavailable"
     assert "latency" in rest.json()["error"]["message"]
     assert v2.status_code == 503 and "latency" in v2.json()["error"]
+    listed = client.get("/variants")
+    assert listed.status_code == 200 and listed.json()["routes"] == []  # nothing to route: no auto row, no 503
 
 
 def test_auto_without_a_manifest_is_503_with_the_reason(tmp_path):

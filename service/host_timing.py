@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from service.registry import ServingRegistry
-from service.routing import VariantFigures, figures_from_manifest, with_host_timing
+from service.routing import VariantFigures, f1_scores, figures_from_manifest, with_host_timing
 from vitcore.backends.base import Predictor
 from vitcore.preprocessing import decode_image
 from vitcore.timing import COST_SIZES, CostCurve, decode_cost, host_latency, reference_jpeg
@@ -85,10 +85,9 @@ def routing_figures(manifest: Mapping[str, Any], names: list[str],
     for name, built in figures.items():  # the decode curve is this host's even where the latency is the build's
         figures[name] = replace(built, decode=timing.decode.get(name))
     for name in names:
-        f1 = manifest.get("variants", {}).get(name, {}).get("metrics", {}).get("f1")
-        measured = timing.measured.get(name)
-        if f1 is None or measured is None:
+        scores, measured = f1_scores(manifest, name), timing.measured.get(name)
+        if scores is None or measured is None:
             continue
-        base = figures.get(name) or VariantFigures(name, float(f1), 0.0, 0.0)
+        base = figures.get(name) or VariantFigures(name, scores[0], 0.0, 0.0, chosen_on=scores[1])
         figures[name] = with_host_timing(base, measured, "serving host: start-up", timing.decode.get(name))
     return figures

@@ -135,7 +135,8 @@ class ServingRegistry:
                 "name": name, "runtime": entry.get("runtime"), "summary": entry.get("summary"),
                 "available": served.available, "degraded": not served.available, "error": served.error,
                 "size_mb": entry.get("size_mb"),
-                "metrics": entry.get("metrics"), "calibration": entry.get("calibration"), "build": entry.get("build"),
+                "metrics": entry.get("metrics"), "validation": entry.get("validation"),
+                "calibration": entry.get("calibration"), "build": entry.get("build"),
                 "load_seconds": served.load_seconds, "latency": _latency_summary(latency.get(name)),
             })
         return out

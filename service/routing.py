@@ -1,6 +1,8 @@
 """Which variant answers a request that names none (``/predict/auto``) or one that may be degraded.
 
-The build measured every variant's F1 on the test split; its latency is timed again at start-up on
+The build measured every variant's F1 on the test split, and on a validation sample (the selection set): the
+router chooses on the validation F1 (``min_f1`` applies to it too) and reports the chosen variant's test F1,
+so no choice rests on the photos it is reported on. Its latency is timed again at start-up on
 the serving host, with the service's own thread settings (``VITSERVE_STARTUP_TIMING_S``; with 0, or for
 a variant the time did not reach, the build's figures are used, and ``source`` says which). The
 batchers know, at every moment, how many requests each variant holds. A request's expected latency
@@ -20,7 +22,7 @@ from typing import Any
 
 from service.batching import MicroBatcher, QueueFullError
 from vitcore.errors import VitserveError
-from vitcore.manifest import comparable_f1
+from vitcore.manifest import comparable_f1, selection_f1
 from vitcore.timing import REFERENCE_PIXELS, CostCurve
 
 PREFERENCES = ("accuracy", "speed")
@@ -50,14 +52,19 @@ SOURCES = ("build host", "serving host: start-up", "serving host: /benchmark")
 
 @dataclass(frozen=True)
 class VariantFigures:
-    """One variant's measured F1 (the build's) and latency (the serving host's, or the build's: ``source``)."""
+    """One variant's measured F1s (the build's) and latency (the serving host's, or the build's: ``source``)."""
 
     name: str
-    f1: float
+    f1: float  # on the test split: what a choice reports
     e2e_ms: float  # end-to-end latency, one 200x200 JPEG (decode + preprocess + forward)
     model_ms: float  # forward-pass latency, one image
     source: str = "build host"
     decode: CostCurve | None = None  # decode + preprocess ms by image pixels, measured on the serving host
+    chosen_on: float | None = None  # validation F1, what the router chooses on (None: the test F1, old manifests)
+
+    @property
+    def rank_f1(self) -> float:
+        return self.f1 if self.chosen_on is None else self.chosen_on
 
     def decode_ms(self, pixels: int) -> float:
         """Decode + preprocess cost of an image of ``pixels`` (unknown size or no curve: the reference image's)."""
@@ -88,11 +95,12 @@ class RouteChoice:
     variant: str
     reason: str
     expected_ms: float
-    f1: float
+    f1: float  # the chosen variant's test F1
+    chosen_on: float  # the F1 it was chosen on: its validation F1 (test F1 for manifests without one)
 
     def as_dict(self) -> dict[str, Any]:
         return {"variant": self.variant, "reason": self.reason, "expected_ms": round(self.expected_ms, 2),
-                "measured_f1": round(self.f1, 4)}
+                "measured_f1": round(self.f1, 4), "chosen_on_f1": round(self.chosen_on, 4)}
 
 
 def expected_ms(figures: VariantFigures, state: QueueState | None, pixels: Sequence[int] = ()) -> float:
@@ -112,12 +120,18 @@ def figures_from_manifest(manifest: Mapping[str, Any], names: list[str]) -> dict
     latency = manifest.get("latency", {}).get("results", {})
     figures = {}
     for name in names:
-        f1 = comparable_f1(manifest, name)  # on the build's evaluation set, the same images for each
+        scores = f1_scores(manifest, name)
         measured = latency.get(name, {})
         e2e, model = measured.get("end_to_end", {}).get("mean_ms"), measured.get("model", {}).get("mean_ms")
-        if f1 is not None and e2e and model:
-            figures[name] = VariantFigures(name, float(f1), float(e2e), float(model))
+        if scores is not None and e2e and model:
+            figures[name] = VariantFigures(name, scores[0], float(e2e), float(model), chosen_on=scores[1])
     return figures
+
+
+def f1_scores(manifest: Mapping[str, Any], name: str) -> tuple[float, float] | None:
+    """(test F1 on the build's evaluation set, validation F1 to choose on), or None without both."""
+    test, chosen_on = comparable_f1(manifest, name), selection_f1(manifest, name)
+    return None if test is None or chosen_on is None else (test, chosen_on)
 
 
 def host_summary(measured: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -143,11 +157,11 @@ def _check_possible(figures: Mapping[str, VariantFigures], states: Mapping[str, 
     if not figures:
         raise RoutingUnavailableError("no serving variant has a measured F1 and latency to route on (the "
                                       "manifest has no F1 or latency figures for the variants that serve)")
-    best = max(f.f1 for f in figures.values())
-    accurate = [f for f in figures.values() if constraints.min_f1 is None or f.f1 >= constraints.min_f1]
+    best = max(f.rank_f1 for f in figures.values())
+    accurate = [f for f in figures.values() if constraints.min_f1 is None or f.rank_f1 >= constraints.min_f1]
     if not accurate:
         raise ImpossibleConstraintError(f"min_f1 {constraints.min_f1:g} is above every loaded variant's measured "
-                                        f"F1 (the best is {best:.4f})")
+                                        f"validation F1 (the best is {best:.4f})")
     if constraints.max_latency_ms is not None:
         idle = {f.name: expected_ms(f, _idle(states.get(f.name)), pixels) for f in accurate}
         fastest = min(idle, key=idle.__getitem__)
@@ -178,12 +192,12 @@ def choose_variant(figures: Mapping[str, VariantFigures], states: Mapping[str, Q
             f"no variant is expected to answer within {budget:g} ms now: every qualifying variant is busy "
             f"(the best expected is {min(ms for _, ms in timed):.1f} ms); retry in 1 s")
     if constraints.prefer == "speed":
-        chosen, ms = min(within, key=lambda pair: (pair[1], -pair[0].f1))
+        chosen, ms = min(within, key=lambda pair: (pair[1], -pair[0].rank_f1))
         reason = "fastest_meeting_min_f1" if constraints.min_f1 is not None else "fastest"
     else:
-        chosen, ms = max(within, key=lambda pair: (pair[0].f1, -pair[1]))
+        chosen, ms = max(within, key=lambda pair: (pair[0].rank_f1, -pair[1]))
         reason = "most_accurate_within_budget" if budget is not None else "most_accurate"
-    return RouteChoice(chosen.name, reason, ms, chosen.f1)
+    return RouteChoice(chosen.name, reason, ms, chosen.f1, chosen.rank_f1)
 
 
 def degradation_order(requested: str, figures: Mapping[str, VariantFigures], margin: float) -> list[VariantFigures]:
@@ -193,8 +207,8 @@ def degradation_order(requested: str, figures: Mapping[str, VariantFigures], mar
     if asked is None:
         return []
     fallbacks = [f for f in figures.values() if f.name != requested and f.e2e_ms < asked.e2e_ms
-                 and f.f1 >= asked.f1 - margin]
-    return sorted(fallbacks, key=lambda f: (-f.f1, f.e2e_ms))
+                 and f.rank_f1 >= asked.rank_f1 - margin]
+    return sorted(fallbacks, key=lambda f: (-f.rank_f1, f.e2e_ms))
 
 
 @dataclass

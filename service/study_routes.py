@@ -17,6 +17,7 @@ from service.routing import (
     VariantFigures,
     choose_variant,
 )
+from vitcore.manifest import selection_basis
 
 
 def auto_row(manifest: Mapping[str, Any], figures: Mapping[str, VariantFigures]) -> dict[str, Any] | None:
@@ -27,8 +28,9 @@ def auto_row(manifest: Mapping[str, Any], figures: Mapping[str, VariantFigures])
     metrics = manifest.get("variants", {}).get(choice.variant, {}).get("metrics") or {}
     return {"route": "auto", "answers": choice.variant, "available": True, "f1": choice.f1,
             "f1_ci95": metrics.get("f1_ci95"), "mean_ms": figures[choice.variant].e2e_ms,
-            "size_mb": _size_mb(manifest, [choice.variant]),
-            "how": "no constraints: the most accurate variant, ties to the faster"}
+            "size_mb": _size_mb(manifest, [choice.variant]), "chosen_on_f1": choice.chosen_on,
+            "how": f"no constraints: the most accurate variant by {selection_basis(manifest)}, ties to the faster; "
+                   "its F1 is the test split's"}
 
 
 def cascade_row(manifest: Mapping[str, Any], serving: set[str]) -> dict[str, Any] | None:

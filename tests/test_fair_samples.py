@@ -187,7 +187,7 @@ def _row(variant: str, f1: float, images: int, **extra: Any) -> dict[str, Any]:
             "parameters": None, "sparsity": None, "runtime": "x", **extra}
 
 
-def test_report_f1_cells_state_their_images_and_old_reports_render_as_before():
+def test_report_f1_cells_state_their_images_and_old_reports_apply_the_same_rule():
     from build_models.reporting.report import markdown_table
 
     new = markdown_table([_row("plain", 0.9768, 2300, evaluation_set="aaaa", sample_seed=1),
@@ -197,5 +197,13 @@ def test_report_f1_cells_state_their_images_and_old_reports_render_as_before():
     cells = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[2] for line in new.splitlines()[2:]}
     assert cells == {"plain": "0.9768", "onnx": "0.9768 = plain (300/300 same labels)",
                      "dynamic-quant": "0.9700 (other images: 300, set bbbb)"}
-    old = markdown_table([_row("plain", 0.9768, 2300), _row("onnx", 0.9868, 300)])  # before the set was recorded
-    assert "| onnx | 1.00 | 0.9868 (first 300 scored images) |" in old
+    # Written before the set was recorded: a lossless copy with plain's label on every image it saw shows plain's
+    # F1 (the rule above); one whose labels differed, or with no check, stays marked as resting on fewer images.
+    old = markdown_table([_row("plain", 0.9768, 2300),
+                          _row("onnx", 0.9868, 300, lossless_check={"labels_equal": "300/300"}),
+                          _row("openvino", 0.9868, 300, lossless_check={"labels_equal": "299/300"}),
+                          _row("dynamic-quant", 0.97, 300)])
+    cells = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[2] for line in old.splitlines()[2:]}
+    assert cells == {"plain": "0.9768", "onnx": "0.9768 = plain (300/300 same labels)",
+                     "openvino": "0.9868 (first 300 scored images)",
+                     "dynamic-quant": "0.9700 (first 300 scored images)"}

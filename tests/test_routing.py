@@ -85,7 +85,28 @@ def test_figures_come_from_the_manifest_and_skip_variants_without_a_measured_f1(
                 "latency": {"results": {name: {"end_to_end": {"mean_ms": 3.0}, "model": {"mean_ms": 2.0}}
                                         for name in ("plain", "onnx")}}}
     assert figures_from_manifest(manifest, ["plain", "onnx", "missing"]) == {
-        "plain": VariantFigures("plain", 0.9, 3.0, 2.0)}
+        "plain": VariantFigures("plain", 0.9, 3.0, 2.0, chosen_on=0.9)}  # no selection set recorded: test F1
+
+
+def test_the_router_chooses_on_validation_f1_and_reports_the_test_f1():
+    """A variant that leads on the test split but not on validation is not chosen; the choice reports its test F1,
+    and min_f1 applies to the F1 it chose on."""
+    def scored(test: float, validation: float, set_id: str = "v1") -> dict:
+        return {"metrics": {"f1": test}, "validation": {"f1": validation, "set_id": set_id}}
+
+    manifest = {"selection": {"set_id": "v1", "images": 300, "sample_seed": 7},
+                "variants": {"plain": scored(0.95, 0.90), "onnx-int8": scored(0.93, 0.92),
+                             "openvino": scored(0.97, 0.99, set_id="other photos")},
+                "latency": {"results": {name: {"end_to_end": {"mean_ms": 3.0}, "model": {"mean_ms": 2.0}}
+                                        for name in ("plain", "onnx-int8", "openvino")}}}
+    figures = figures_from_manifest(manifest, ["plain", "onnx-int8", "openvino"])
+    assert sorted(figures) == ["onnx-int8", "plain"]  # openvino's validation score rests on other photos
+    choice = choose_variant(figures, {}, Constraints())
+    assert (choice.variant, choice.f1, choice.chosen_on) == ("onnx-int8", 0.93, 0.92)
+    assert choice.as_dict()["measured_f1"] == 0.93 and choice.as_dict()["chosen_on_f1"] == 0.92
+    assert choose_variant(figures, {}, Constraints(min_f1=0.91, prefer="speed")).variant == "onnx-int8"
+    with pytest.raises(ImpossibleConstraintError, match="validation F1"):
+        choose_variant(figures, {}, Constraints(min_f1=0.94))  # plain's test F1 of 0.95 is not what counts
 
 
 def _with_decode(figures: VariantFigures, ms_at_12mp: float) -> VariantFigures:

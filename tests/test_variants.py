@@ -245,6 +245,23 @@ def test_every_f1_rests_on_the_same_images(manifest):
         assert manifest.variants[name]["metrics"]["f1"] == plain, name
 
 
+def test_every_variant_is_also_scored_on_the_validation_selection_set(manifest, smoke_artifacts):
+    """What the router chooses on: every variant's F1 on one stratified sample of the validation split, never a
+    test photo; a lossless copy with plain's labels takes plain's figure."""
+    selection = manifest.data["selection"]
+    split = json.loads((smoke_artifacts / "split.json").read_text())
+    assert selection["images"] == 300 and selection["validation_split_images"] == len(split["val"])
+    assert sum(selection["class_counts"]) == 300 and abs(selection["class_counts"][0] - 150) <= 3
+    for name, entry in manifest.variants.items():
+        assert entry["validation"]["set_id"] == selection["set_id"] and entry["validation"]["images"] == 300, name
+        assert entry["validation"]["f1"] is not None, name
+    plain = manifest.variants["plain"]["validation"]["f1"]
+    for name in [n for n in list_variants() if get_variant(n).lossless and n != "plain"]:
+        assert manifest.variants[name]["validation"] == {**manifest.variants["plain"]["validation"],
+                                                         "f1_source": "plain"}, name
+    assert manifest.variants["distilled-lite0"]["validation"]["f1"] != plain  # scored, not copied
+
+
 def test_smoke_teacher_is_recorded_and_strong(manifest):
     teacher = manifest.data["base_model"]["teacher"]
     assert teacher["test_metrics"]["accuracy"] >= 0.85, teacher["test_metrics"]

@@ -56,6 +56,26 @@ def comparable_f1(data: Mapping[str, Any], name: str) -> float | None:
     return float(f1)
 
 
+def selection_f1(data: Mapping[str, Any], name: str) -> float | None:
+    """The F1 a variant is chosen on (the router, the report's ``auto`` row): its F1 on the build's selection set,
+    a stratified sample of the validation split, so that a choice never rests on the test split it is then
+    reported on. Manifests written before validation scores were recorded: the comparable test F1."""
+    if not (data.get("selection") or {}).get("set_id"):
+        return comparable_f1(data, name)
+    validation = data.get("variants", {}).get(name, {}).get("validation") or {}
+    if validation.get("set_id") != data["selection"]["set_id"] or validation.get("f1") is None:
+        return None
+    return float(validation["f1"])
+
+
+def selection_basis(data: Mapping[str, Any]) -> str:
+    """What ``selection_f1`` rests on, in words (for /variants and the report)."""
+    selection = data.get("selection") or {}
+    if not selection.get("set_id"):
+        return "test F1 (this manifest predates validation scores)"
+    return f"validation F1 on {selection['images']} validation images (stratified, seed {selection['sample_seed']})"
+
+
 @dataclass
 class Manifest:
     root: Path

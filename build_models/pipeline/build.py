@@ -60,10 +60,11 @@ def run_build(request: BuildRequest) -> Manifest:
     manifest.data["base_model"] = base_info
     manifest.save()
     test = TestImages.decode(data, evaluation_rows(request.profile, data, splits, manifest))
+    validation = TestImages.decode(data, selection_rows(request.profile, data, splits, manifest))
     names = resolve_selection(request.variants)
     ctx_args = dict(data=data, splits=splits, preprocess=PreprocessConfig.from_dir(root / BASE_DIR),
                     pixel_cache={}, row_cache={})
-    build_variants(request, manifest, names, test, ctx_args)
+    build_variants(request, manifest, names, test, ctx_args, validation)
     measure_latency(request, manifest, test)
     choose_cascade_step(request, manifest, data, splits, test)
     record_build_time(manifest, request.variants, time.perf_counter() - started)
@@ -87,6 +88,23 @@ def evaluation_rows(profile: BuildProfile, data: LabelledImages, splits: Splits,
         else f"lossless copies run on a stratified {profile.lossless_eval_limit} of these (seed "
              f"{profile.split.seed}); their F1 is plain's when every label there matches plain's",
         "f1_interval": "95% percentile bootstrap, 2,000 resamples of the scored images"}
+    return rows
+
+
+SELECTION_IMAGES = 300  # validation photos each variant is also scored on (option selection_images)
+
+
+def selection_rows(profile: BuildProfile, data: LabelledImages, splits: Splits, manifest: Manifest) -> Any:
+    """The selection set: a stratified sample of the validation split that every variant is also scored on, so
+    that the router and the report's ``auto`` row choose among variants without looking at the test split."""
+    count = int(profile.options.get("selection_images", SELECTION_IMAGES))
+    rows = stratified_subset(splits.val, data.labels[splits.val], count, profile.split.seed)
+    manifest.data["selection"] = {
+        "images": int(len(rows)), "validation_split_images": int(len(splits.val)),
+        "sample_seed": profile.split.seed, "set_id": split_hash(data.ids, rows)[:16],
+        "class_counts": split_record_counts(data, rows),
+        "use": "the router and the report's auto row choose on each variant's F1 here; every F1 they report "
+               "is the test split's"}
     return rows
 
 

@@ -23,10 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def build_variants(request: BuildRequest, manifest: Manifest, names: list[str], test: TestImages,
-                   ctx_args: dict[str, Any]) -> None:
-    """Each variant in turn; one that fails is recorded as failed and the next one still builds."""
+                   ctx_args: dict[str, Any], validation: TestImages | None = None) -> None:
+    """Each variant in turn; one that fails is recorded as failed and the next one still builds. With
+    ``validation`` (the selection set), each is also scored there: the router chooses on that F1."""
     for name in names:
-        build_one(request, manifest, name, test, ctx_args)
+        build_one(request, manifest, name, test, ctx_args, validation)
 
 
 def still_valid(manifest: Manifest, name: str, profile: BuildProfile) -> bool:
@@ -54,6 +55,14 @@ def lossless_check(root: Path, ids: list[str], probabilities: Any) -> dict[str, 
             "max_probability_difference": float(np.abs(plain - probabilities).max())}
 
 
+def gives_plains_labels(check: dict[str, Any] | None) -> bool:
+    """A lossless copy whose check found plain's label on every test image it saw."""
+    if not check:
+        return False
+    same, images = (int(part) for part in check["labels_equal"].split("/"))
+    return same == images
+
+
 def evaluation_facts(test: TestImages, seed: int) -> dict[str, Any]:
     """What every F1 of the build rests on: the evaluation set's size, its sample seed and its id."""
     return {"images": len(test.ids), "sample_seed": seed, "evaluation_set": test.set_id()}
@@ -62,10 +71,10 @@ def evaluation_facts(test: TestImages, seed: int) -> dict[str, Any]:
 def plain_metrics_for(manifest: Manifest, check: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any] | None:
     """Plain's metrics for a lossless copy checked on a sample of the evaluation set, when that sample shows it
     gives plain's label on every image and plain was scored on the same evaluation set; else None."""
-    same, images = (int(part) for part in check["labels_equal"].split("/"))
     plain = manifest.variants.get(BASE_VARIANT, {})
     metrics = plain.get("metrics") or {}
-    if same != images or plain.get("status") != "ok" or metrics.get("evaluation_set") != facts["evaluation_set"]:
+    if (not gives_plains_labels(check) or plain.get("status") != "ok"
+            or metrics.get("evaluation_set") != facts["evaluation_set"]):
         return None
     return {**metrics, "f1_source": BASE_VARIANT,
             "f1_basis": f"= plain ({check['labels_equal']} same labels)"}
@@ -79,7 +88,34 @@ def untrained_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
             "reason": "random-init base model, never trained: F1 and accuracy are not measures of the method"}
 
 
-def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestImages, ctx_args: dict[str, Any]) -> None:
+def selection_score(predictor: Any, validation: TestImages, manifest: Manifest, name: str,
+                    as_plain: bool) -> dict[str, Any]:
+    """F1 on the selection set (validation photos), what the router and the report's ``auto`` row choose on;
+    a lossless copy that gave plain's labels on the test images takes plain's."""
+    facts = {"images": len(validation.ids), "set_id": validation.set_id()}
+    plain = manifest.variants.get(BASE_VARIANT, {}).get("validation") or {}
+    if as_plain and plain.get("set_id") == facts["set_id"]:
+        return {**plain, "f1_source": BASE_VARIANT}
+    if not base_is_trained(manifest.data["base_model"]):
+        return {"f1": None, **facts}
+    metrics, _ = evaluate(predictor, validation, manifest.data["label_names"])
+    return {"f1": metrics["f1"], "accuracy": metrics["accuracy"], "f1_ci95": metrics.get("f1_ci95"), **facts}
+
+
+def _rescore_selection(request: BuildRequest, manifest: Manifest, name: str, validation: TestImages) -> None:
+    """A variant built before its selection score was recorded (or on other validation photos): score it now."""
+    entry = manifest.variants[name]
+    if (entry.get("validation") or {}).get("set_id") == validation.set_id():
+        return
+    predictor = get_variant(name).predictor(request.artifacts_dir / name, request.threads, device=request.device)
+    predictor.load()
+    entry["validation"] = selection_score(predictor, validation, manifest, name,
+                                          gives_plains_labels(entry.get("lossless_check")))
+    manifest.save()
+
+
+def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestImages, ctx_args: dict[str, Any],
+              validation: TestImages | None = None) -> None:
     """Build, load and evaluate one variant; a failure is recorded and does not stop the others."""
     spec, root = get_variant(name), request.artifacts_dir
     existing = manifest.variants.get(name)
@@ -91,6 +127,8 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
             try:
                 manifest.verify(name)
                 log.info("%s: already built, skipping (use --force to rebuild)", name)
+                if validation is not None:
+                    _rescore_selection(request, manifest, name, validation)
                 return
             except Exception:  # noqa: BLE001 - a broken artifact is simply rebuilt
                 log.info("%s: rebuilding: its files do not match the manifest", name)
@@ -137,6 +175,9 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         entry["eval_seconds"] = round(time.perf_counter() - evaluated, 1)
         if not base_is_trained(manifest.data["base_model"]):
             entry["metrics"] = untrained_metrics(entry["metrics"])
+        if validation is not None:
+            entry["validation"] = selection_score(predictor, validation, manifest, name,
+                                                  gives_plains_labels(entry.get("lossless_check")))
         write_predictions(root / "eval" / f"{name}.json", checked.ids, probabilities)
         entry["predictions_file"] = f"eval/{name}.json"
         make_readable(out_dir)

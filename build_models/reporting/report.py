@@ -69,10 +69,15 @@ def _speedup_cell(row: dict[str, Any]) -> str:
     return " / ".join(parts)
 
 
-def _f1_cell(row: dict[str, Any], whole_split: int, evaluation_set: str | None = None) -> str:
+def _f1_cell(row: dict[str, Any], whole_split: int, evaluation_set: str | None = None,
+             plain_row: dict[str, Any] | None = None) -> str:
     """F1 with its 95% bootstrap interval. A lossless copy checked on a sample of the evaluation set shows
     plain's F1 with the labels it matched there; a row whose F1 rests on other images than plain's is marked.
-    Reports written before the evaluation set was recorded: marked when scored on fewer images than the others."""
+    Reports written before the evaluation set was recorded: the same rule where the row's lossless check found
+    plain's labels on every image it saw, else marked when scored on fewer images than the others."""
+    as_plain = _old_lossless_as_plain(row, whole_split, plain_row or {})
+    if as_plain is not None:
+        return as_plain
     interval = row.get("f1_ci95")
     spread = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval and row["f1"] is not None else ""
     if row.get("evaluation_set"):
@@ -83,6 +88,16 @@ def _f1_cell(row: dict[str, Any], whole_split: int, evaluation_set: str | None =
     seen = row.get("evaluated_images")
     subset = f" (first {seen} scored images)" if seen and seen < whole_split else ""
     return _fmt(row["f1"], ".4f") + spread + subset
+
+
+def _old_lossless_as_plain(row: dict[str, Any], whole_split: int, plain_row: dict[str, Any]) -> str | None:
+    check, seen = row.get("lossless_check"), row.get("evaluated_images")
+    if row.get("evaluation_set") or not check or not seen or seen >= whole_split:
+        return None
+    same, images = (int(part) for part in check["labels_equal"].split("/"))
+    if same != images or plain_row.get("evaluated_images") != whole_split or plain_row.get("f1") is None:
+        return None
+    return _f1_cell(plain_row, whole_split) + f" = plain ({check['labels_equal']} same labels)"
 
 
 def markdown_table(rows: list[dict[str, Any]], f1_applicable: bool = True,
@@ -98,7 +113,7 @@ def markdown_table(rows: list[dict[str, Any]], f1_applicable: bool = True,
             continue
         plain = row["variant"] == "plain"
         size = _fmt(row["size_mb"], ".2f") + (f" ({row['size_note']})" if row["size_note"] else "")
-        f1 = _f1_cell(row, whole_split, evaluation_set) if f1_applicable else "n/a (random init)"
+        f1 = _f1_cell(row, whole_split, evaluation_set, plain_row) if f1_applicable else "n/a (random init)"
         cells = [row["variant"], size, f1,
                  _latency_cell(row["model"], plain), _latency_cell(row["end_to_end"], plain),
                  _fmt(row["service_overhead_ms"], ".2f"), _speedup_cell(row), _fmt(row["parameters"], ",d"),

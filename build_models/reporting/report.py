@@ -32,6 +32,7 @@ def _latency(stats: dict[str, Any] | None) -> dict[str, Any]:
 def report_rows(manifest: Manifest) -> list[dict[str, Any]]:
     latency = manifest.data.get("latency", {}).get("results", {})
     order = {name: i for i, name in enumerate(list_variants())}
+    held_out = not manifest.data.get("base_model", {}).get("evaluation_overlap")
     rows = []
     for name, entry in sorted(manifest.variants.items(), key=lambda kv: order.get(kv[0], 999)):
         build, metrics = entry.get("build", {}), entry.get("metrics") or {}
@@ -48,6 +49,7 @@ def report_rows(manifest: Manifest) -> list[dict[str, Any]]:
             "service_overhead_ms": measured.get("service_overhead_ms"),
             "parameters": build.get("parameters"), "sparsity": build.get("sparsity"),
             "lossless_check": entry.get("lossless_check"), "error": entry.get("error"),
+            **({} if held_out else {"held_out": False}),  # the base was trained on these photos: marked with †
         })
     return rows
 
@@ -69,25 +71,29 @@ def _speedup_cell(row: dict[str, Any]) -> str:
     return " / ".join(parts)
 
 
+NOT_HELD_OUT_MARK = " †"  # the base checkpoint was trained on the photos this F1 was measured on
+
+
 def _f1_cell(row: dict[str, Any], whole_split: int, evaluation_set: str | None = None,
              plain_row: dict[str, Any] | None = None) -> str:
     """F1 with its 95% bootstrap interval. A lossless copy checked on a sample of the evaluation set shows
     plain's F1 with the labels it matched there; a row whose F1 rests on other images than plain's is marked.
     Reports written before the evaluation set was recorded: the same rule where the row's lossless check found
     plain's labels on every image it saw, else marked when scored on fewer images than the others."""
+    mark = NOT_HELD_OUT_MARK if row.get("held_out") is False else ""
     as_plain = _old_lossless_as_plain(row, whole_split, plain_row or {})
     if as_plain is not None:
-        return as_plain
+        return as_plain + mark
     interval = row.get("f1_ci95")
     spread = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval and row["f1"] is not None else ""
     if row.get("evaluation_set"):
         other = evaluation_set and row["evaluation_set"] != evaluation_set
         note = f" (other images: {row.get('evaluated_images')}, set {row['evaluation_set']})" if other else ""
         basis = f" {row['f1_basis']}" if row.get("f1_basis") else ""
-        return _fmt(row["f1"], ".4f") + spread + basis + note
+        return _fmt(row["f1"], ".4f") + spread + basis + note + mark
     seen = row.get("evaluated_images")
     subset = f" (first {seen} scored images)" if seen and seen < whole_split else ""
-    return _fmt(row["f1"], ".4f") + spread + subset
+    return _fmt(row["f1"], ".4f") + spread + subset + mark
 
 
 def _old_lossless_as_plain(row: dict[str, Any], whole_split: int, plain_row: dict[str, Any]) -> str | None:
@@ -211,6 +217,8 @@ def write_report(manifest: Manifest) -> str:
         f"- dataset: `{manifest.data.get('dataset', {}).get('source')}`, test split "
         f"{split.get('test', {}).get('count')} images (sha256 {str(split.get('test', {}).get('sha256'))[:16]}...)",
         evaluation_line(manifest.data.get("evaluation")),
+        f"- {NOT_HELD_OUT_MARK.strip()} not held out: {base['evaluation_overlap']['note']}"
+        if base.get("evaluation_overlap") else "",
         f"- build wall time: {_fmt(manifest.data.get('build_seconds'), '.0f')} s over "
         f"{json.dumps(manifest.data.get('build_history', []))}",
         f"- latency: {json.dumps(latency.get('config', {}))}; p50 and interquartile range over interleaved "

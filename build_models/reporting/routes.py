@@ -42,7 +42,9 @@ def route_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                      "size_mb": sum(scored.get(n, {}).get("size_mb") or 0 for n in (cascade["first"], cascade["then"])),
                      "how": f"below calibrated p {cascade['threshold']:.3f}: {test['escalation_rate']:.1%} escalated "
                             f"(mean latency computed from the measured means)"})
+    held_out = not data.get("base_model", {}).get("evaluation_overlap")
     for row in rows:
+        row.update({} if held_out else {"held_out": False})
         row["speedup_vs_plain_e2e_mean"] = round(plain_ms / row["mean_ms"], 2) if plain_ms and row["mean_ms"] else None
     return rows
 
@@ -52,7 +54,8 @@ def route_table_lines(routes: list[dict[str, Any]], columns: int) -> list[str]:
     lines = []
     for row in routes:
         interval = row.get("f1_ci95")
-        f1 = f"{row['f1']:.4f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+        f1 = f"{row['f1']:.4f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "") + (
+            " †" if row.get("held_out") is False else "")
         cells = [f"**{row['route']}** ({row['answers']}; {row['how']})", f"{row['size_mb']:.2f}", f1, "-",
                  f"mean {row['mean_ms']:.2f}", "-",
                  f"- / {row['speedup_vs_plain_e2e_mean']:.2f}x (means)" if row["speedup_vs_plain_e2e_mean"] else "-"]

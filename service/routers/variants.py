@@ -24,7 +24,9 @@ async def variants(request: Request, registry: ServingRegistry = Depends(get_reg
     router_state: RouterState = request.app.state.router
     serving = {name for name, served in registry.variants.items() if served.available}
     described = registry.describe()
+    held_out = not manifest.get("base_model", {}).get("evaluation_overlap")  # else base_model says on what
     for row in described:
+        row["f1_held_out"] = held_out
         row["serving_host_latency"] = router_state.host.get(row["name"])
         figures = router_state.figures.get(row["name"])
         row["routed_on"] = None if figures is None else {

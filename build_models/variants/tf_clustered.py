@@ -91,7 +91,12 @@ def _build_in_subprocess(base: Path, out: Path, clusters: int) -> None:
     def serve(pixel_values: Any) -> dict[str, Any]:
         return {"logits": model(pixel_values=pixel_values, training=False).logits}
 
-    tf.saved_model.save(model, str(out / SAVED_MODEL_DIR), signatures={"serving_default": serve})
+    # Only the serving signature and the weights: saving the Keras model itself traced every layer's call
+    # (48 of 91 s on ViT-S/14 at 112 px, 2 cores) for functions nothing loads.
+    exported = tf.Module()
+    exported.weights = model.variables
+    exported.serve = serve
+    tf.saved_model.save(exported, str(out / SAVED_MODEL_DIR), signatures={"serving_default": serve})
     config.save_pretrained(str(out))
     (out / "clustering.json").write_text(json.dumps(facts))
 

@@ -192,6 +192,16 @@ def evaluation_line(evaluation: dict[str, Any] | None) -> str | None:
             f"F1 intervals: {evaluation['f1_interval']}")
 
 
+def peaks_line(peaks: dict[str, Any] | None) -> str:
+    """This machine's GEMM peaks (``python -m build_models.bench``) and how near the unpruned ViT rows come."""
+    if not peaks:
+        return ""
+    by_precision = ", ".join(f"{p} {v['gmac_per_s']} GMAC/s" if v["applicable"] else f"{p} {v['reason']}"
+                             for p, v in peaks["by_precision"].items())
+    reached = ", ".join(f"{name} {row['of_peak']:.0%} of {row['precision']}" for name, row in peaks["rows"].items())
+    return f"- GEMM peaks (OpenVINO, one square GEMM, same threads): {by_precision}; model p50 reaches: {reached}"
+
+
 def base_is_trained(base: dict[str, Any]) -> bool:
     """False only for a random-init base model that was never trained (the vit-base timing profile)."""
     training = base.get("training", {})
@@ -224,6 +234,7 @@ def write_report(manifest: Manifest) -> str:
         f"- latency: {json.dumps(latency.get('config', {}))}; p50 and interquartile range over interleaved "
         "rounds; ≈ marks a row whose IQR overlaps plain's", *machine_lines(latency.get("machine", {})),
         f"- fp32 floor: {json.dumps(latency['fp32_floor'])}" if "fp32_floor" in latency else "",
+        peaks_line(latency.get("peaks")),
         "", markdown_table(rows, f1_applicable, routes), "",
     ]
     lossless = lossless_table(rows)

@@ -9,34 +9,19 @@ from typing import Any
 
 from vitcore.timing import MODE_CHOICES, BenchConfig, benchmark_many, reference_jpeg
 
-# Rows that run the unpruned ViT's multiply-accumulates, and the precision their GEMMs run in.
-SAME_MACS_AS_PLAIN = {"plain": "fp32", "onnx": "fp32", "openvino": "fp32", "onnx-int8": "int8",
-                      "openvino-int8": "int8", "dynamic-quant": "int8"}
 
-
-def gemm_peaks(results: dict[str, Any], gflop_per_image: float, threads: int) -> dict[str, Any]:
-    """This machine's GEMM peak per precision (OpenVINO), and how near each unpruned-ViT row's model p50 comes."""
-    from build_models.measure.peak import machine_peaks
-    from vitcore.hardware import cpu_facts
-
-    peaks = machine_peaks(set(cpu_facts()["flags"]), threads=threads)
-    reached = {}
-    for name, precision in SAME_MACS_AS_PLAIN.items():
-        p50 = results.get(name, {}).get("model", {}).get("p50_ms")
-        if p50 and peaks[precision]["applicable"]:
-            achieved = gflop_per_image / 2 / (p50 / 1000)
-            reached[name] = {"gmac_per_s": round(achieved, 1), "precision": precision,
-                             "of_peak": round(achieved / peaks[precision]["gmac_per_s"], 3)}
-    for precision, peak in peaks.items():
+def print_limit(limit: dict[str, Any]) -> None:
+    for precision, peak in limit["peaks"].items():
         print(f"{precision} GEMM peak: " + (f"{peak['gmac_per_s']} GMAC/s ({peak['gemm']}, runs as "
                                              f"{'/'.join(peak['runtime_precision'])})" if peak["applicable"]
                                              else peak["reason"]))
-    for name, row in reached.items():
-        print(f"{name:24s} {row['gmac_per_s']:8.1f} GMAC/s = {row['of_peak']:.1%} of the {row['precision']} peak")
-    return {"by_precision": peaks, "rows": reached}
+    for name, row in limit["rows"].items():
+        print(f"{name:24s} {row['gmacs']:8.3f} GMAC/image {row['gmac_per_s']:8.2f} GMAC/s = {row['of_peak']:.1%} "
+              f"of the {row['precision']} peak")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from build_models.measure.limit import limit_record
     from build_models.reporting.report import write_report
     from vitcore.catalogue import resolve_selection
     from vitcore.hardware import machine_record
@@ -72,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:24s} {mode:10s} p50 {stats['p50_ms']:9.2f} ms  IQR {stats['p25_ms']:.2f}-"
                   f"{stats['p75_ms']:.2f}  p99 {stats['p99_ms']:8.2f}  x{stats['speedup_vs_plain']}{flag}")
     manifest.data["latency"] = {"config": asdict(config), "results": results,
-                                "machine": machine_record(threads, predictors)}
+                                "machine": machine_record(threads, predictors),
+                                "limit": limit_record(predictors, results, args.threads)}
+    print_limit(manifest.data["latency"]["limit"])
     if not args.no_floor:
         from build_models.measure.flops import fp32_floor
 
@@ -82,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         manifest.data["latency"]["fp32_floor"] = floor
         print(f"fp32 floor: {floor['gflop_per_image']} GFLOP / {floor['peak_gflops']} GFLOP/s peak = "
               f"{floor['floor_ms']} ms; plain is {floor['plain_vs_floor']}x the floor")
-        manifest.data["latency"]["peaks"] = gemm_peaks(results, floor["gflop_per_image"], args.threads)
     manifest.save()
     print(f"report: {write_report(manifest)}")
     return 0

@@ -44,6 +44,18 @@ class VariantSpec:
     distilled: bool = False  # building it trains a student on the base model's outputs
     work_options: tuple[str, ...] = ()  # profile options whose product sizes its build work (plan)
     order: int = 100  # position in listings and reports
+    precision: Literal["fp32", "int8"] = "fp32"  # what its GEMMs run in: which of the machine's peaks limits it
+    macs_of: str | None = None  # the variant whose torch network it runs, when not the rule in macs_source
+
+    @property
+    def macs_source(self) -> str:
+        """The variant whose torch network this one runs the multiply-accumulates of: what it builds from, else
+        the base model (a copy or export of it) or, for a student, itself."""
+        if self.macs_of:
+            return self.macs_of
+        if self.depends_on:
+            return self.depends_on[0]
+        return BASE_VARIANT if self.network == "base" else self.name
 
     @property
     def build(self) -> BuildFn:
@@ -76,19 +88,20 @@ CATALOGUE: tuple[VariantSpec, ...] = (
                 f"{_B}.plain:build", f"{_P}.pytorch:TorchPredictor", _TORCH, lossless=True, order=0),
     VariantSpec("dynamic-quant", "pytorch",
                 "torch.ao quantize_dynamic, qint8 Linear layers (per-channel scales), stored as int8 safetensors.",
-                f"{_B}.dynamic_quant:build", f"{_P}.pytorch:DynamicQuantPredictor", _TORCH, order=10),
+                f"{_B}.dynamic_quant:build", f"{_P}.pytorch:DynamicQuantPredictor", _TORCH, order=10,
+                precision="int8"),
     VariantSpec("pruned-unstructured", "pytorch",
                 "L1 unstructured pruning of 10% of each Linear weight (torch.nn.utils.prune), stored sparse.",
                 f"{_B}.pruned_unstructured:build", f"{_P}.pytorch:SparsePredictor", _TORCH, order=20),
     VariantSpec("pruned-structured", "pytorch",
                 "10% of heads (prune_heads) and 10% of MLP neurons removed by L1 norm, then a short distillation.",
                 f"{_B}.pruned_structured:build", f"{_P}.pytorch:TorchPredictor", _TORCH,
-                work_options=("prune_recovery_epochs",), order=30),
+                work_options=("prune_recovery_epochs",), order=30, macs_of="pruned-structured"),
     VariantSpec("pruned-int8", "onnxruntime",
                 "Stacked: pruned-structured, then int8 (ORT static/dynamic or OpenVINO NNCF, fastest agreeing).",
                 f"{_B}.pruned_int8:build", f"{_P}.dispatch:AnyRuntimeInt8Predictor", _INT8_ANY,
                 build_requires=("nncf", "optimum.exporters.onnx", "optimum.intel"),
-                depends_on=("pruned-structured",), order=35),
+                depends_on=("pruned-structured",), order=35, precision="int8"),
     VariantSpec("transformers-pipeline", "pytorch",
                 "transformers.pipeline('image-classification') over the plain model, its own preprocessing.",
                 f"{_B}.transformers_pipeline:build", f"{_P}.pipelines:TransformersPipelinePredictor", _TORCH,
@@ -107,14 +120,14 @@ CATALOGUE: tuple[VariantSpec, ...] = (
                 "ONNX Runtime int8: static QDQ U8S8 (reduce_range) vs dynamic U8 (per tensor / per channel), the "
                 "best-agreeing fastest kept.",
                 f"{_B}.onnx_int8:build", f"{_P}.onnxruntime:OnnxSessionPredictor", ("onnxruntime",),
-                build_requires=("optimum.exporters.onnx",), order=65),
+                build_requires=("optimum.exporters.onnx",), order=65, precision="int8"),
     VariantSpec("openvino", "openvino", "OpenVINO IR (xml/bin) via optimum-intel export, run by openvino.Core on CPU.",
                 f"{_B}.openvino:build", f"{_P}.openvino:OpenVinoPredictor", ("openvino",),
                 build_requires=("optimum.intel",), lossless=True, order=70),
     VariantSpec("openvino-int8", "openvino",
                 "NNCF post-training int8 quantization of the OpenVINO model (ModelType.TRANSFORMER).",
                 f"{_B}.openvino_int8:build", f"{_P}.openvino:OpenVinoPredictor", ("openvino",),
-                build_requires=("nncf", "optimum.intel"), order=75),
+                build_requires=("nncf", "optimum.intel"), order=75, precision="int8"),
     VariantSpec("tf-clustered", "tensorflow",
                 "TFViT from the PyTorch weights, every Dense kernel clustered to 32 centroids with tfmot.",
                 f"{_B}.tf_clustered:build", f"{_P}.tensorflow:TensorFlowPredictor", ("tensorflow",),
@@ -134,12 +147,13 @@ CATALOGUE: tuple[VariantSpec, ...] = (
                 "The distilled ResNet-18 in int8: ORT static/dynamic or OpenVINO NNCF, the fastest agreeing one.",
                 f"{_B}.resnet18_int8:build", f"{_P}.dispatch:AnyRuntimeInt8Predictor", _INT8_ANY,
                 build_requires=("nncf", "optimum.exporters.onnx", "optimum.intel"),
-                depends_on=("distilled-resnet18",), network="student", order=95),
+                depends_on=("distilled-resnet18",), network="student", order=95, precision="int8"),
     VariantSpec("lite0-int8", "onnxruntime",
                 "The distilled EfficientNet-Lite0 in int8: ORT static/dynamic or OpenVINO NNCF, the fastest agreeing "
                 "one.",
                 f"{_B}.lite0_int8:build", f"{_P}.dispatch:AnyRuntimeInt8Predictor", _INT8_ANY,
-                build_requires=("nncf", "torch"), depends_on=("distilled-lite0",), network="student", order=96),
+                build_requires=("nncf", "torch"), depends_on=("distilled-lite0",), network="student", order=96,
+                precision="int8"),
 )
 _BY_NAME = {spec.name: spec for spec in CATALOGUE}
 if len(_BY_NAME) != len(CATALOGUE):

@@ -43,7 +43,21 @@ def _place_labels(ax: Any, xy: list[tuple[float, float]], names: list[str]) -> N
                                      fontsize=7).get_window_extent(renderer))
 
 
-def write_plot(rows: list[dict[str, Any]], path: Path, profile: str = "") -> bool:
+def _limit_lines(ax: Any, rows: list[dict[str, Any]], limit: dict[str, Any] | None) -> None:
+    """The limit: plain's multiply-accumulates at each precision's GEMM peak, the fastest that model could run."""
+    plain = next((r for r in rows if r["variant"] == "plain" and r.get("limit")), None)
+    if not limit or plain is None:
+        return
+    styles = {"fp32": ":", "bf16": "-.", "int8": "-"}
+    for precision, peak in limit["peaks"].items():
+        if peak["applicable"]:
+            ms = plain["limit"].get("macs", plain["limit"]["gmacs"] * 1e9) / 1e9 / peak["gmac_per_s"] * 1000
+            ax.axvline(ms, color="0.2", lw=1, ls=styles.get(precision, ":"),
+                       label=f"limit: plain's MACs at the {precision} peak ({ms:.2f} ms)")
+
+
+def write_plot(rows: list[dict[str, Any]], path: Path, profile: str = "", limit: dict[str, Any] | None = None,
+               ) -> bool:
     points = [r for r in rows if r["status"] == "ok" and r["model"].get("p50_ms") and r["f1"] is not None]
     if not points:
         return False
@@ -65,6 +79,7 @@ def write_plot(rows: list[dict[str, Any]], path: Path, profile: str = "") -> boo
                    edgecolors="black", linewidths=0.5)
     front = pareto_front(xy)
     ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "--", color="0.3", lw=1, label="Pareto front")
+    _limit_lines(ax, points, limit)
     ax.set_xscale("log")
     from matplotlib.ticker import FormatStrFormatter
 

@@ -19,7 +19,8 @@ from vitcore.catalogue import list_variants
 from vitcore.manifest import Manifest
 
 COLUMNS = ("Method", "Model Size (MB)", "F1", "Model p50 (IQR) ms", "End-to-end p50 (IQR) ms",
-           "Service overhead ms", "Speedup vs plain (model / e2e)", "Parameters", "Sparsity", "Runtime")
+           "Service overhead ms", "Speedup vs plain (model / e2e)", "Parameters", "Sparsity", "Runtime",
+           "GMAC/s (of its precision's peak)")
 
 
 def _latency(stats: dict[str, Any] | None) -> dict[str, Any]:
@@ -33,6 +34,7 @@ def report_rows(manifest: Manifest) -> list[dict[str, Any]]:
     latency = manifest.data.get("latency", {}).get("results", {})
     order = {name: i for i, name in enumerate(list_variants())}
     held_out = not manifest.data.get("base_model", {}).get("evaluation_overlap")
+    limits = (manifest.data.get("latency", {}).get("limit") or {}).get("rows", {})
     rows = []
     for name, entry in sorted(manifest.variants.items(), key=lambda kv: order.get(kv[0], 999)):
         build, metrics = entry.get("build", {}), entry.get("metrics") or {}
@@ -50,6 +52,7 @@ def report_rows(manifest: Manifest) -> list[dict[str, Any]]:
             "parameters": build.get("parameters"), "sparsity": build.get("sparsity"),
             "lossless_check": entry.get("lossless_check"), "error": entry.get("error"),
             **({} if held_out else {"held_out": False}),  # the base was trained on these photos: marked with †
+            **({"limit": limits[name]} if name in limits else {}),
         })
     return rows
 
@@ -63,6 +66,12 @@ def _latency_cell(stats: dict[str, Any], is_plain: bool) -> str:
         return "not measured"
     cell = f"{stats['p50_ms']:.2f} ({stats['p25_ms']:.2f}-{stats['p75_ms']:.2f})"
     return cell + (" ≈" if stats.get("overlaps_plain") and not is_plain else "")
+
+
+def _limit_cell(limit: dict[str, Any] | None) -> str:
+    if not limit:
+        return "-"
+    return f"{limit['gmac_per_s']:.1f} ({limit['of_peak']:.1%} of {limit['precision']})"
 
 
 def _speedup_cell(row: dict[str, Any]) -> str:
@@ -123,7 +132,7 @@ def markdown_table(rows: list[dict[str, Any]], f1_applicable: bool = True,
         cells = [row["variant"], size, f1,
                  _latency_cell(row["model"], plain), _latency_cell(row["end_to_end"], plain),
                  _fmt(row["service_overhead_ms"], ".2f"), _speedup_cell(row), _fmt(row["parameters"], ",d"),
-                 _fmt(row["sparsity"], ".1%", "-"), row["runtime"]]
+                 _fmt(row["sparsity"], ".1%", "-"), row["runtime"], _limit_cell(row.get("limit"))]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     if f1_applicable and routes:
         lines += route_table_lines(routes, len(COLUMNS))
@@ -192,14 +201,18 @@ def evaluation_line(evaluation: dict[str, Any] | None) -> str | None:
             f"F1 intervals: {evaluation['f1_interval']}")
 
 
-def peaks_line(peaks: dict[str, Any] | None) -> str:
-    """This machine's GEMM peaks (``python -m build_models.bench``) and how near the unpruned ViT rows come."""
-    if not peaks:
+def limit_line(limit: dict[str, Any] | None) -> str:
+    """This machine's GEMM peaks (measured with the latency table's threads) and the row nearest its limit."""
+    if not limit:
         return ""
-    by_precision = ", ".join(f"{p} {v['gmac_per_s']} GMAC/s" if v["applicable"] else f"{p} {v['reason']}"
-                             for p, v in peaks["by_precision"].items())
-    reached = ", ".join(f"{name} {row['of_peak']:.0%} of {row['precision']}" for name, row in peaks["rows"].items())
-    return f"- GEMM peaks (OpenVINO, one square GEMM, same threads): {by_precision}; model p50 reaches: {reached}"
+    peaks = ", ".join(f"{p} {v['gmac_per_s']} GMAC/s" if v["applicable"] else f"{p} {v['reason']}"
+                      for p, v in limit["peaks"].items())
+    closest = limit.get("closest")
+    best = limit["rows"][closest] if closest else None
+    nearest = (f"; nearest its limit: {closest}, {best['gmac_per_s']:.1f} GMAC/s = {best['of_peak']:.1%} of the "
+               f"{best['precision']} peak ({1 / best['of_peak']:.1f}x from it)") if best else ""
+    return f"- GEMM peaks (OpenVINO, one {next(iter(limit['peaks'].values())).get('gemm', 'square')} GEMM): " \
+           f"{peaks}{nearest}"
 
 
 def base_is_trained(base: dict[str, Any]) -> bool:
@@ -219,7 +232,8 @@ def write_report(manifest: Manifest) -> str:
     base = manifest.data.get("base_model", {})
     latency = manifest.data.get("latency", {})
     root = manifest.root
-    plotted = f1_applicable and write_plot(rows, root / "report.png", manifest.data.get("profile", ""))
+    plotted = f1_applicable and write_plot(rows, root / "report.png", manifest.data.get("profile", ""),
+                                           latency.get("limit"))
     split = manifest.data.get("dataset", {}).get("split", {})
     lines = [
         f"# vitserve report: profile `{manifest.data.get('profile')}`", "",
@@ -234,7 +248,7 @@ def write_report(manifest: Manifest) -> str:
         f"- latency: {json.dumps(latency.get('config', {}))}; p50 and interquartile range over interleaved "
         "rounds; ≈ marks a row whose IQR overlaps plain's", *machine_lines(latency.get("machine", {})),
         f"- fp32 floor: {json.dumps(latency['fp32_floor'])}" if "fp32_floor" in latency else "",
-        peaks_line(latency.get("peaks")),
+        limit_line(latency.get("limit")),
         "", markdown_table(rows, f1_applicable, routes), "",
     ]
     lossless = lossless_table(rows)

@@ -86,3 +86,32 @@ def test_a_variant_built_from_another_is_stale_when_that_one_was_rebuilt(smoke_a
                               "sources": {"distilled-lite0": "an-older-key"}}}
     assert stale_reasons(entry, spec, {}, manifest) == ["distilled-lite0, which it is built from, was rebuilt"]
 
+
+
+def test_a_resumed_build_scores_a_variant_on_the_selection_set_without_rebuilding_it(smoke_artifacts, tmp_path,
+                                                                                    dataset, caplog):
+    """A manifest written before validation scores: resuming scores each variant there, rebuilds none, and a
+    variant whose runtime cannot load stays built (just not routable), with a warning."""
+    copy = tmp_path / "artifacts"
+    shutil.copytree(smoke_artifacts, copy)
+    manifest = Manifest.load(copy)
+    for entry in manifest.variants.values():
+        entry.pop("validation", None)
+    splits = make_splits(dataset.labels, get_profile("smoke").split)
+    test, validation = TestImages.decode(dataset, splits.test[:20]), TestImages.decode(dataset, splits.val[:30])
+    ctx_args = {"data": dataset, "splits": splits, "preprocess": PreprocessConfig.from_dir(copy / "base"),
+                "pixel_cache": {}, "row_cache": {}}
+    request = pipeline.BuildRequest(profile=get_profile("smoke"), artifacts_dir=copy)
+    keys = {name: manifest.variants[name]["build_key"] for name in ("plain", "onnx")}
+    for name in ("plain", "onnx"):
+        pipeline.build_one(request, manifest, name, test, ctx_args, validation)
+    assert {name: manifest.variants[name]["build_key"] for name in keys} == keys  # not rebuilt
+    assert manifest.variants["plain"]["validation"]["set_id"] == validation.set_id()
+    assert manifest.variants["onnx"]["validation"] == {**manifest.variants["plain"]["validation"], "f1_source": "plain"}
+    (copy / "openvino" / "openvino_model.xml").write_text("<not a model/>")  # a runtime that cannot load it
+    caplog.set_level(logging.WARNING, logger="build_models.pipeline.variant_step")
+    manifest.variants["openvino"]["files"] = [f for f in manifest.variants["openvino"]["files"]
+                                              if not f["path"].endswith(".xml")]  # verify passes, load fails
+    pipeline.build_one(request, manifest, "openvino", test, ctx_args, validation)
+    assert manifest.variants["openvino"]["status"] == "ok" and "validation" not in manifest.variants["openvino"]
+    assert "openvino: not scored on the selection set" in caplog.text

@@ -24,7 +24,7 @@ def test_bf16_is_measured_only_where_the_cpu_has_it():
 
 def test_the_peaks_are_ordered_where_the_cpu_has_fast_int8_and_bf16():
     """int8 >= bf16 >= fp32 where the CPU runs int8 with VNNI or AMX (and bf16 natively); on AVX2 alone int8 has
-    no faster instruction (measured here: int8 32 GMAC/s against fp32 74), so there is no order to check."""
+    no faster instruction (docs/peaks-avx2.json: int8 46.3 GMAC/s against fp32 79.1), so there is no order to check."""
     from vitcore.hardware import cpu_facts
 
     flags = set(cpu_facts()["flags"])

@@ -63,6 +63,8 @@ def test_every_block_has_a_report_and_a_hand_edit_is_caught():
             assert json.loads((DOCS / f"probes-{name}.json").read_text())
         elif kind == "faults":
             assert json.loads((DOCS / f"faults-{name}.json").read_text())["scenarios"]
+        elif kind == "peaks":
+            assert json.loads((DOCS / f"peaks-{name}.json").read_text())["peaks"]["fp32"]["gmac_per_s"] > 0
         else:
             assert json.loads((DOCS / f"report-{name}.json").read_text())["profile"] == name
     page, table = next((page, body) for page, kind, profile, body in blocks if (kind, profile) == ("table", "offline"))

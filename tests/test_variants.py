@@ -102,7 +102,8 @@ def test_tf_clustered_kernels_have_at_most_the_cluster_count(manifest, smoke_art
 
     build = manifest.variants["tf-clustered"]["build"]
     loaded = tf.saved_model.load(str(smoke_artifacts / "tf-clustered" / "saved_model"))
-    kernels = [v for v in loaded.variables if v.name.endswith("kernel:0") and len(v.shape) == 2]
+    # The SavedModel holds the serving signature and the model's variables as ``weights`` (not the Keras model)
+    kernels = [v for v in loaded.weights if v.name.endswith("kernel:0") and len(v.shape) == 2]
     assert len(kernels) == build["clustered_layers"] > 0
     for kernel in kernels:
         assert len(np.unique(kernel.numpy())) <= build["clusters_per_layer"]

@@ -107,10 +107,15 @@ def _rescore_selection(request: BuildRequest, manifest: Manifest, name: str, val
     entry = manifest.variants[name]
     if (entry.get("validation") or {}).get("set_id") == validation.set_id():
         return
-    predictor = get_variant(name).predictor(request.artifacts_dir / name, request.threads, device=request.device)
-    predictor.load()
-    entry["validation"] = selection_score(predictor, validation, manifest, name,
-                                          gives_plains_labels(entry.get("lossless_check")))
+    try:
+        predictor = get_variant(name).predictor(request.artifacts_dir / name, request.threads, device=request.device)
+        predictor.load()
+        entry["validation"] = selection_score(predictor, validation, manifest, name,
+                                              gives_plains_labels(entry.get("lossless_check")))
+    except Exception as exc:  # noqa: BLE001 - e.g. its runtime is not installed here: built, just not routable
+        log.warning("%s: not scored on the selection set (%s: %s); the router will not choose it until it is",
+                    name, type(exc).__name__, exc)
+        return
     manifest.save()
 
 
@@ -127,11 +132,12 @@ def build_one(request: BuildRequest, manifest: Manifest, name: str, test: TestIm
             try:
                 manifest.verify(name)
                 log.info("%s: already built, skipping (use --force to rebuild)", name)
+            except Exception:  # noqa: BLE001 - a broken artifact is simply rebuilt
+                log.info("%s: rebuilding: its files do not match the manifest", name)
+            else:
                 if validation is not None:
                     _rescore_selection(request, manifest, name, validation)
                 return
-            except Exception:  # noqa: BLE001 - a broken artifact is simply rebuilt
-                log.info("%s: rebuilding: its files do not match the manifest", name)
     out_dir, options = root / name, RecordedOptions(request.profile.options)
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -9,7 +9,7 @@ a block marker that does not close (the test suite runs it).
 
 A block is ``<!-- generated:<kind>:<profile> -->`` ... ``<!-- /generated -->``; kinds: ``table``,
 ``facts``, ``lossless``, ``seed``, ``students``, ``planned``, ``cascade`` (from ``docs/report-<profile>.json``),
-``load``, ``container``, ``probes``, ``faults``, ``cmd1``, ``plan`` (from ``docs/<kind>-<name>.json``).
+``load``, ``container``, ``probes``, ``faults``, ``cmd1``, ``plan``, ``peaks`` (from ``docs/<kind>-<name>.json``).
 """
 
 from __future__ import annotations
@@ -120,6 +120,17 @@ def render_key_values(result: dict[str, Any]) -> str:
     return "\n".join(lines + [f"| {key} | {value} |" for key, value in result.items()])
 
 
+def render_peaks(result: dict[str, Any]) -> str:
+    """This machine's GEMM peaks (docs/peaks-<name>.json, printed by ``python -m build_models.measure.peak``)."""
+    lines = ["| precision | GMAC/s | GEMM | runs as |", "|---|---|---|---|"]
+    for precision, peak in result["peaks"].items():
+        lines.append(f"| {precision} | {peak['gmac_per_s']} | {peak['gemm']} | {'/'.join(peak['runtime_precision'])} |"
+                     if peak["applicable"] else f"| {precision} | - | - | {peak['reason']} |")
+    machine = result["machine"]
+    return "\n".join(lines + ["", f"- machine: {machine['model']}, {machine['usable_cores']} usable cores, flags "
+                                  f"{' '.join(machine['flags'])} ({machine['int8_class']})"])
+
+
 def render_partial_probes(entries: list[dict[str, Any]]) -> str:
     """Last-blocks fine-tuning probes of a pretrained profile (``kind: partial``)."""
     lines = ["| recipe | trained blocks | train images | epochs | lr blocks / head | cached states | cache min "
@@ -165,6 +176,8 @@ def regenerate(readme: str, docs: Path) -> str:
                     f"{timing['flags']}, {timing['cores']} cores)")
         elif kind == "plan":
             body = render_plan_estimate(json.loads((docs / f"plan-{name}.json").read_text()))
+        elif kind == "peaks":
+            body = render_peaks(json.loads((docs / f"peaks-{name}.json").read_text()))
         elif kind == "container":
             body = render_key_values(json.loads((docs / f"container-{name}.json").read_text()))
         else:

@@ -21,7 +21,7 @@ def print_limit(limit: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from build_models.measure.limit import limit_record
+    from build_models.measure.limit import limit_record, recorded_macs
     from build_models.reporting.report import write_report
     from vitcore.catalogue import resolve_selection
     from vitcore.hardware import machine_record
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{stats['p75_ms']:.2f}  p99 {stats['p99_ms']:8.2f}  x{stats['speedup_vs_plain']}{flag}")
     manifest.data["latency"] = {"config": asdict(config), "results": results,
                                 "machine": machine_record(threads, predictors),
-                                "limit": limit_record(predictors, results, args.threads)}
+                                "limit": limit_record(predictors, results, args.threads,
+                                                      recorded_macs(manifest.variants))}
     print_limit(manifest.data["latency"]["limit"])
     if not args.no_floor:
         from build_models.measure.flops import fp32_floor

@@ -90,7 +90,7 @@ def _profiles() -> dict[str, BuildProfile]:
             latency_runs=20,
             options={"distill_images": 6000, "distill_resolution": 112, "distill_epochs": 2.0, "lite0_images": 6000,
                      "lite0_resolution": 160, "lite0_epochs": 1.0, "lite0_lr": 1e-3, "lite0_batch_size": 32,
-                     "prune_recovery_epochs": 0.02, "int8_choice_images": 200, "val_images": 500},
+                     "prune_recovery_epochs": 0.0, "int8_choice_images": 200, "val_images": 500},
         ),
         "seed": BuildProfile(
             name="seed",
@@ -123,7 +123,7 @@ def _profiles() -> dict[str, BuildProfile]:
             latency_runs=20,
             options={"distill_images": 800, "distill_resolution": 160, "distill_epochs": 1.0, "distill_lr": 5e-4,
                      "lite0_images": 800, "lite0_resolution": 160, "lite0_epochs": 1.0, "lite0_lr": 1e-3,
-                     "lite0_batch_size": 32, "prune_recovery_epochs": 0.02, "int8_choice_images": 100,
+                     "lite0_batch_size": 32, "prune_recovery_epochs": 0.0, "int8_choice_images": 100,
                      "val_images": 300, "cascade_val_images": 200},
         ),
         "smoke": BuildProfile(

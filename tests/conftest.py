@@ -63,7 +63,7 @@ def dinov2_smoke_profile():  # type: ignore[no-untyped-def]
         split=SplitConfig(limit=600, val_fraction=0.15, test_fraction=0.25),
         partial=replace(profile.partial, train_images=None, epochs=4.0, val_images=90, warmup_steps=5,
                         eval_every_steps=1000),
-        options={**profile.options, "distill_epochs": 0.5, "lite0_resolution": 112, "prune_recovery_epochs": 0.25,
+        options={**profile.options, "distill_epochs": 0.5, "lite0_resolution": 112, "prune_recovery_epochs": 0.0,
                  "int8_choice_images": 16},
     )
 

@@ -16,7 +16,8 @@ from vitcore.manifest import Manifest
 from vitcore.preprocessing import PreprocessConfig, decode_image
 from vitcore.threads import ThreadSettings
 
-STUDY_VARIANTS = {"plain", "dynamic-quant", "pruned-unstructured", "pruned-structured", "transformers-pipeline",
+STUDY_VARIANTS = {"plain", "dynamic-quant", "pruned-unstructured", "pruned-structured", "pruned-structured-40",
+                  "transformers-pipeline",
                   "optimum-pipeline", "ort-onnx", "onnx", "openvino", "tf-clustered", "distilled-resnet18"}
 
 
@@ -80,6 +81,36 @@ def test_structured_pruning_shrinks_the_matrices(manifest):
     assert heads == build["heads_before"] - removed
     plain_parameters = manifest.variants["plain"]["build"]["parameters"]
     assert sum(p.numel() for p in pruned.parameters()) == build["parameters"] < plain_parameters
+
+
+def test_pruning_40_percent_removes_what_was_asked_in_parameters_and_macs(manifest):
+    """The heads and MLP width asked for are gone, and the counts follow exactly: parameters from the shapes, MACs
+    counted on the network as served equal the analytic ViT count for its config."""
+    from transformers import AutoConfig
+
+    from build_models.measure.flops import vit_flops
+    from build_models.measure.limit import count_macs
+
+    plain = load_predictor(manifest, "plain", ThreadSettings())
+    pruned = load_predictor(manifest, "pruned-structured-40", ThreadSettings())
+    build = manifest.variants["pruned-structured-40"]["build"]
+    config = plain.model.config
+    heads = config.num_attention_heads * config.num_hidden_layers
+    removed = sum(len(v) for v in build["heads_removed"].values())
+    assert removed == round(0.4 * heads) and build["amount"] == {"heads": 0.4, "mlp": 0.4}
+    assert all(len(v) < config.num_attention_heads for v in build["heads_removed"].values())
+    width = config.intermediate_size - int(0.4 * config.intermediate_size)
+    assert pruned.model.config.intermediate_size == build["mlp_width"] == width
+    d, head = config.hidden_size, config.hidden_size // config.num_attention_heads
+    # a head: its q, k, v rows with their biases and its columns of the output projection; a neuron: fc1's row
+    # with its bias and fc2's column
+    expected_removed = removed * (4 * head * d + 3 * head) + config.num_hidden_layers * (
+        (config.intermediate_size - width) * (2 * d + 1))
+    plain_parameters = manifest.variants["plain"]["build"]["parameters"]
+    counted = sum(p.numel() for p in pruned.model.parameters())
+    assert build["parameters"] == plain_parameters - expected_removed == counted
+    pruned_config = AutoConfig.from_pretrained(str(manifest.root / "pruned-structured-40"))
+    assert count_macs(pruned) == vit_flops(pruned_config) / 2 < count_macs(plain) == vit_flops(config) / 2
 
 
 def test_dynamic_quant_reloads_the_stored_int8_weights(manifest, images, smoke_artifacts):
@@ -287,13 +318,13 @@ def test_build_records_the_lossless_check(smoke_artifacts, manifest, name):
 def test_stacked_pruned_int8_agrees_with_its_pruned_source(manifest):
     entry = manifest.variants["pruned-int8"]
     build = entry["build"]
-    assert build["stacked"][0] == "pruned-structured"
-    assert build["parameters"] == manifest.variants["pruned-structured"]["build"]["parameters"]
+    assert build["stacked"][0] == "pruned-structured-40"
+    assert build["parameters"] == manifest.variants["pruned-structured-40"]["build"]["parameters"]
     kept = build["candidates"][build["kept"]]
     assert kept["agreement_with_fp32"] >= 0.95, build["candidates"]
     # int8 weights are a quarter of fp32's; per-channel scales and graph overhead weigh more in the smoke model
-    assert entry["size_mb"] < 0.6 * manifest.variants["pruned-structured"]["size_mb"]
-    assert abs(entry["metrics"]["accuracy"] - manifest.variants["pruned-structured"]["metrics"]["accuracy"]) <= 0.03
+    assert entry["size_mb"] < 0.6 * manifest.variants["pruned-structured-40"]["size_mb"]
+    assert abs(entry["metrics"]["accuracy"] - manifest.variants["pruned-structured-40"]["metrics"]["accuracy"]) <= 0.03
 
 
 def test_eager_export_handles_a_vit_with_pruned_heads(tmp_path):

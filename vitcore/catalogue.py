@@ -46,6 +46,7 @@ class VariantSpec:
     order: int = 100  # position in listings and reports
     precision: Literal["fp32", "int8"] = "fp32"  # what its GEMMs run in: which of the machine's peaks limits it
     macs_of: str | None = None  # the variant whose torch network it runs, when not the rule in macs_source
+    macs_recorded: bool = False  # its network exists only as an export: its build records the MACs (build.macs)
 
     @property
     def macs_source(self) -> str:
@@ -94,14 +95,26 @@ CATALOGUE: tuple[VariantSpec, ...] = (
                 "L1 unstructured pruning of 10% of each Linear weight (torch.nn.utils.prune), stored sparse.",
                 f"{_B}.pruned_unstructured:build", f"{_P}.pytorch:SparsePredictor", _TORCH, order=20),
     VariantSpec("pruned-structured", "pytorch",
-                "10% of heads (prune_heads) and 10% of MLP neurons removed by L1 norm, then a short distillation.",
-                f"{_B}.pruned_structured:build", f"{_P}.pytorch:TorchPredictor", _TORCH,
-                work_options=("prune_recovery_epochs",), order=30, macs_of="pruned-structured"),
+                "10% of heads and of MLP neurons removed (chosen by activations), then each block's output "
+                "projections refit by least squares to the unpruned model.",
+                f"{_B}.pruned_structured:build", f"{_P}.pytorch:TorchPredictor", _TORCH, order=30,
+                macs_of="pruned-structured"),
+    VariantSpec("pruned-structured-40", "pytorch",
+                "40% of heads and of MLP neurons removed (chosen by activations), then each block's output "
+                "projections refit by least squares to the unpruned model.",
+                f"{_B}.pruned_structured:build_40", f"{_P}.pytorch:TorchPredictor", _TORCH, order=32,
+                macs_of="pruned-structured-40"),
     VariantSpec("pruned-int8", "onnxruntime",
-                "Stacked: pruned-structured, then int8 (ORT static/dynamic or OpenVINO NNCF, fastest agreeing).",
+                "Stacked: pruned-structured-40, then int8 (ORT static/dynamic or OpenVINO NNCF, fastest agreeing).",
                 f"{_B}.pruned_int8:build", f"{_P}.dispatch:AnyRuntimeInt8Predictor", _INT8_ANY,
                 build_requires=("nncf", "optimum.exporters.onnx", "optimum.intel"),
-                depends_on=("pruned-structured",), order=35, precision="int8"),
+                depends_on=("pruned-structured-40",), order=35, precision="int8"),
+    VariantSpec("pruned-tome-int8", "onnxruntime",
+                "Stacked: pruned-structured-40, token merging (ToMe, r chosen on validation), then int8 (ORT "
+                "static/dynamic or OpenVINO NNCF, fastest agreeing).",
+                f"{_B}.tome:build_pruned_int8", f"{_P}.dispatch:AnyRuntimeInt8Predictor", _INT8_ANY,
+                build_requires=("nncf", "torch", "transformers"), depends_on=("pruned-structured-40",), order=37,
+                precision="int8", macs_recorded=True),
     VariantSpec("transformers-pipeline", "pytorch",
                 "transformers.pipeline('image-classification') over the plain model, its own preprocessing.",
                 f"{_B}.transformers_pipeline:build", f"{_P}.pipelines:TransformersPipelinePredictor", _TORCH,
@@ -128,6 +141,11 @@ CATALOGUE: tuple[VariantSpec, ...] = (
                 "NNCF post-training int8 quantization of the OpenVINO model (ModelType.TRANSFORMER).",
                 f"{_B}.openvino_int8:build", f"{_P}.openvino:OpenVinoPredictor", ("openvino",),
                 build_requires=("nncf", "optimum.intel"), order=75, precision="int8"),
+    VariantSpec("tome", "openvino",
+                "Token merging (ToMe: r tokens merged after each block's attention, r chosen on validation) on the "
+                "plain ViT, exported with static shapes to OpenVINO fp32.",
+                f"{_B}.tome:build", f"{_P}.openvino:OpenVinoPredictor", ("openvino",),
+                build_requires=("torch", "transformers", "onnx"), order=77, macs_recorded=True),
     VariantSpec("tf-clustered", "tensorflow",
                 "TFViT from the PyTorch weights, every Dense kernel clustered to 32 centroids with tfmot.",
                 f"{_B}.tf_clustered:build", f"{_P}.tensorflow:TensorFlowPredictor", ("tensorflow",),

@@ -8,14 +8,20 @@ from typing import Any
 
 
 def vit_flops(config: Any) -> float:
-    """FLOPs (2 x multiply-adds) of one ViTForImageClassification forward pass at batch 1."""
+    """FLOPs (2 x multiply-adds) of one ViTForImageClassification forward pass at batch 1; heads removed by
+    ``prune_heads`` (the config's ``pruned_heads``) narrow their layer's attention."""
     patches = (config.image_size // config.patch_size) ** 2
     tokens = patches + 1
     d, mlp = config.hidden_size, config.intermediate_size
-    per_layer = tokens * (4 * d * d + 2 * d * mlp) + 2 * tokens * tokens * d
+    head_size = d // config.num_attention_heads
+    pruned = {int(layer): len(heads) for layer, heads in (getattr(config, "pruned_heads", None) or {}).items()}
+    layers = 0.0
+    for layer in range(config.num_hidden_layers):
+        inner = (config.num_attention_heads - pruned.get(layer, 0)) * head_size
+        layers += tokens * (4 * d * inner + 2 * d * mlp) + 2 * tokens * tokens * inner
     embed = patches * (config.num_channels * config.patch_size**2) * d
     head = d * config.num_labels
-    return 2.0 * (config.num_hidden_layers * per_layer + embed + head)
+    return 2.0 * (layers + embed + head)
 
 
 def peak_matmul_gflops(size: int = 2048, runs: int = 10, threads: int = 0) -> float:

@@ -34,11 +34,16 @@ def count_macs(predictor: Predictor) -> int | None:
     return int(counter.get_total_flops() // 2)
 
 
-def variant_macs(predictors: Mapping[str, Predictor]) -> dict[str, int]:
-    """Each variant's MACs per image, from the torch network it runs (its ``macs_source`` in the catalogue)."""
+def variant_macs(predictors: Mapping[str, Predictor], recorded: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Each variant's MACs per image, from the torch network it runs (its ``macs_source`` in the catalogue), or
+    as its build recorded them (``recorded``: variants whose network exists only as an export)."""
     counted: dict[str, int | None] = {}
     macs = {}
     for name in predictors:
+        if get_variant(name).macs_recorded:
+            if recorded and recorded.get(name):
+                macs[name] = int(recorded[name])
+            continue
         source = get_variant(name).macs_source
         if source not in counted:
             counted[source] = count_macs(predictors[source]) if source in predictors else None
@@ -47,12 +52,19 @@ def variant_macs(predictors: Mapping[str, Predictor]) -> dict[str, int]:
     return macs
 
 
-def limit_record(predictors: Mapping[str, Predictor], results: Mapping[str, Any], threads: int) -> dict[str, Any]:
+def recorded_macs(variants: Mapping[str, Any]) -> dict[str, int]:
+    """MACs the build recorded per variant (manifest ``variants``: their ``build.macs``)."""
+    return {name: int(entry["build"]["macs"]) for name, entry in variants.items()
+            if isinstance(entry.get("build"), dict) and entry["build"].get("macs")}
+
+
+def limit_record(predictors: Mapping[str, Predictor], results: Mapping[str, Any], threads: int,
+                 recorded: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The machine's GEMM peaks and, per variant, MACs, achieved GMAC/s at its model p50 and the share of its
     precision's peak that is; ``closest`` names the row nearest its limit."""
     peaks = machine_peaks(set(cpu_facts()["flags"]), threads=threads)
     rows = {}
-    for name, macs in variant_macs(predictors).items():
+    for name, macs in variant_macs(predictors, recorded).items():
         precision = get_variant(name).precision
         p50 = results.get(name, {}).get("model", {}).get("p50_ms")
         if not p50 or not peaks[precision]["applicable"]:

@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict
 
 from build_models.measure.evaluate import TestImages
-from build_models.measure.limit import limit_record
+from build_models.measure.limit import limit_record, recorded_macs
 from build_models.pipeline.request import BuildRequest
 from vitcore.catalogue import resolve_selection
 from vitcore.hardware import machine_record
@@ -30,5 +30,6 @@ def measure_latency(request: BuildRequest, manifest: Manifest, test: TestImages)
     manifest.data["latency"] = {"config": asdict(config), "results": results,
                                 "machine": machine_record(request.threads, predictors),
                                 # the GEMM peaks run with the latency table's threads
-                                "limit": limit_record(predictors, results, request.threads.resolved().openvino_threads),
+                                "limit": limit_record(predictors, results, request.threads.resolved().openvino_threads,
+                                                      recorded_macs(manifest.variants)),
                                 "seconds": round(time.perf_counter() - started, 1)}

@@ -1,6 +1,6 @@
 """`pruned-int8`: stacked compression, the structurally pruned ViT quantized to int8.
 
-`pruned-structured` (heads and MLP neurons removed, then a short distillation) followed by
+`pruned-structured-40` (40% of heads and MLP neurons removed, then refit by least squares) followed by
 post-training int8 in the fastest runtime that agrees with the pruned fp32 model: ORT static,
 ORT dynamic or OpenVINO NNCF. It measures what combining two methods buys over either alone.
 """
@@ -13,7 +13,7 @@ from build_models.context import BuildContext, parameter_count
 from build_models.export.int8_choice import build_fastest_int8
 from vitcore.errors import BuildError
 
-PRUNED = "pruned-structured"
+PRUNED = "pruned-structured-40"
 
 
 def build(ctx: BuildContext) -> dict[str, Any]:

@@ -379,3 +379,41 @@ def test_evaluation_with_shared_resized_pixels_equals_predicting_images(manifest
     assert shared == (name != "transformers-pipeline")
     got = predict_all(predictor, images, resized=test.resized(predictor.preprocess_config) if shared else None)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("name", ["tome", "pruned-tome-int8"])
+def test_token_merging_keeps_the_largest_r_within_a_point_on_validation(manifest, name):
+    build = manifest.variants[name]["build"]
+    scored = {int(r): accuracy for r, accuracy in build["validation_accuracy"].items()}
+    assert build["r"] == max(r for r, accuracy in scored.items() if accuracy >= scored[0] - build["tolerance"])
+    assert len(scored) >= 3 and build["validation_images"] == 200
+    config = load_predictor(manifest, "plain", ThreadSettings()).model.config
+    from build_models.export.tome import tokens_per_block
+
+    patches = (config.image_size // config.patch_size) ** 2
+    assert build["tokens_per_block"] == tokens_per_block(patches, config.num_hidden_layers, build["r"])
+    assert manifest.data["latency"]["limit"]["rows"][name]["macs"] == build["macs"]
+
+
+def test_the_token_merging_export_answers_as_its_torch_module(manifest):
+    """The IR against the merged torch module on 8 validation photos, at the build (max |logit difference|)."""
+    assert manifest.variants["tome"]["build"]["export_max_abs_difference"] < 1e-4
+    stacked = manifest.variants["pruned-tome-int8"]["build"]["stacked"]
+    assert stacked[0] == "pruned-structured-40" and stacked[1].startswith("token merging r=")
+
+
+def test_the_bf16_row_says_what_precision_the_cpu_gave_it(manifest):
+    from vitcore.hardware import cpu_facts
+
+    flags = set(cpu_facts()["flags"])
+    build = manifest.variants["openvino-bf16"]["build"]
+    applied = load_predictor(manifest, "openvino-bf16", ThreadSettings()).applied_settings()
+    if flags & {"avx512_bf16", "amx_bf16"}:
+        assert build["bf16"]["applicable"] and "precision_note" not in build
+        assert "bf16" in applied["openvino_inference_precision_hint"]
+    else:
+        assert not build["bf16"]["applicable"] and build["precision_note"].startswith("bf16 not applicable")
+        assert "float32" in applied["openvino_inference_precision_hint"]
+        row = next(line for line in (manifest.root / "report.md").read_text().splitlines()
+                   if line.startswith("| openvino-bf16 |"))
+        assert row.endswith(build["precision_note"] + " |")

@@ -44,7 +44,7 @@ class VariantSpec:
     distilled: bool = False  # building it trains a student on the base model's outputs
     work_options: tuple[str, ...] = ()  # profile options whose product sizes its build work (plan)
     order: int = 100  # position in listings and reports
-    precision: Literal["fp32", "int8"] = "fp32"  # what its GEMMs run in: which of the machine's peaks limits it
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"  # what its GEMMs run in: which of the machine's peaks limits it
     macs_of: str | None = None  # the variant whose torch network it runs, when not the rule in macs_source
     macs_recorded: bool = False  # its network exists only as an export: its build records the MACs (build.macs)
 
@@ -141,6 +141,11 @@ CATALOGUE: tuple[VariantSpec, ...] = (
                 "NNCF post-training int8 quantization of the OpenVINO model (ModelType.TRANSFORMER).",
                 f"{_B}.openvino_int8:build", f"{_P}.openvino:OpenVinoPredictor", ("openvino",),
                 build_requires=("nncf", "optimum.intel"), order=75, precision="int8"),
+    VariantSpec("openvino-bf16", "openvino",
+                "The OpenVINO IR run with inference precision bf16 where the CPU has AVX512_BF16 or AMX; elsewhere "
+                "OpenVINO runs it in f32 and the row says so.",
+                f"{_B}.openvino_bf16:build", f"{_P}.openvino:OpenVinoBf16Predictor", ("openvino",),
+                build_requires=("optimum.intel",), order=76, precision="bf16"),
     VariantSpec("tome", "openvino",
                 "Token merging (ToMe: r tokens merged after each block's attention, r chosen on validation) on the "
                 "plain ViT, exported with static shapes to OpenVINO fp32.",

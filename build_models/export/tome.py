@@ -4,9 +4,10 @@ After each block's attention, bipartite soft matching pairs the alternate tokens
 their keys (mean over heads) and merges the ``r`` most similar pairs, weighted by how many patches each token
 already stands for; attention then adds ``log(size)`` to its logits (proportional attention), so a merged token
 weighs what its patches did. The class token is never merged. With a fixed ``r`` every shape is static, so the
-network exports to ONNX (``ScatterElements`` with ``reduction="add"``, opset 16+) and from there to OpenVINO.
-No package patches `transformers`' ViT, so this module reimplements the encoder loop over the model's own
-blocks; at ``r = 0`` it computes exactly what the model does.
+network exports to ONNX (``scatter_add`` gives ``ScatterElements`` with ``reduction="add"``, opset 16+;
+``scatter_reduce`` would add rank-checking ``If`` nodes that NNCF then walks one by one) and on to OpenVINO.
+No package patches `transformers`' ViT, so this module reimplements the encoder loop over the model's own blocks;
+at ``r = 0`` it computes exactly what the model does.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _merge(x: Any, size: Any, keys: Any, r: int) -> tuple[Any, Any]:
         source, destination = values[:, ::2], values[:, 1::2]
         unmerged = source.gather(dim=1, index=kept.expand(-1, -1, channels))
         moved = source.gather(dim=1, index=merged.expand(-1, -1, channels))
-        destination = destination.scatter_reduce(1, target.expand(-1, -1, channels), moved, reduce="sum")
+        destination = destination.scatter_add(1, target.expand(-1, -1, channels), moved)
         return torch.cat([unmerged, destination], dim=1)
 
     total = combine(size)
@@ -106,11 +107,16 @@ def tokens_per_block(patches: int, blocks: int, r: int) -> list[int]:
 
 
 def accuracy_at(model: Any, r: int, pixels: np.ndarray, labels: np.ndarray, preprocess: Any) -> float:
-    from build_models.training.loop import predict_logits
+    """Accuracy of ``model`` merging ``r`` tokens per block on uint8 NHWC ``pixels``."""
+    import torch
+
+    from vitcore.preprocessing import normalize_uint8
 
     network = TokenMergingViT(model, r)
-    logits = predict_logits(network, pixels, preprocess, batch=32)
-    return round(float((logits.argmax(-1) == labels).mean()), 4)
+    with torch.inference_mode():
+        predicted = [network(torch.from_numpy(normalize_uint8(pixels[i:i + 32], preprocess))).argmax(-1).numpy()
+                     for i in range(0, len(pixels), 32)]
+    return round(float((np.concatenate(predicted) == labels).mean()), 4)
 
 
 def choose_r(model: Any, pixels: np.ndarray, labels: np.ndarray, preprocess: Any,

@@ -144,9 +144,27 @@ def render_partial_probes(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render_probes(entries: list[dict[str, Any]]) -> str:
+def render_pruning_probe(probe: dict[str, Any]) -> str:
+    """``python -m build_models.training.prune_probe``'s figures: each amount as cut and as refit."""
+    cpu = probe["cpu"]
+    lines = [f"{probe['held_out_images']} held-out photos, {probe['calibration_images']} calibration photos; CPU "
+             f"{cpu['model']} ({' '.join(cpu['flags']) or 'no AVX-512/VNNI/BF16/AMX flags'}), torch "
+             f"{probe['torch_threads']} threads, batch 8 eager.", "",
+             "| removed (heads and MLP neurons) | recovery | accuracy | same label as unpruned | parameters "
+             "| ms per image |", "|---|---|---|---|---|---|"]
+    for row in probe["rows"]:
+        agreement = f"{row['agreement_with_unpruned']:.1%}" if "agreement_with_unpruned" in row else "-"
+        parameters = f"{row['parameters']:,d}" if "parameters" in row else "-"
+        lines.append(f"| {row['amount']:.0%} | {row.get('recovery', '-')} | {row['accuracy']:.4f} | {agreement} | "
+                     f"{parameters} | {row['ms_per_image']:.2f} |")
+    return "\n".join(lines)
+
+
+def render_probes(entries: list[dict[str, Any]] | dict[str, Any]) -> str:
     """Recipe probes (docs/probes-<profile>.json, written by ``python -m build_models.probe``) as a table of the
     settings each trained with."""
+    if isinstance(entries, dict):
+        return render_pruning_probe(entries)
     if entries and all(e.get("kind") == "partial" for e in entries):
         return render_partial_probes(entries)
     lines = ["| recipe | logit KD alpha | token loss | mid-level loss (layer) | class-token loss | first at 64 px | lr "

@@ -50,6 +50,7 @@ def report_rows(manifest: Manifest) -> list[dict[str, Any]]:
             "model": _latency(measured.get("model")), "end_to_end": _latency(measured.get("end_to_end")),
             "service_overhead_ms": measured.get("service_overhead_ms"),
             "parameters": build.get("parameters"), "sparsity": build.get("sparsity"),
+            **({"precision_note": build["precision_note"]} if build.get("precision_note") else {}),
             "lossless_check": entry.get("lossless_check"), "error": entry.get("error"),
             **({} if held_out else {"held_out": False}),  # the base was trained on these photos: marked with †
             **({"limit": limits[name]} if name in limits else {}),
@@ -132,7 +133,8 @@ def markdown_table(rows: list[dict[str, Any]], f1_applicable: bool = True,
         cells = [row["variant"], size, f1,
                  _latency_cell(row["model"], plain), _latency_cell(row["end_to_end"], plain),
                  _fmt(row["service_overhead_ms"], ".2f"), _speedup_cell(row), _fmt(row["parameters"], ",d"),
-                 _fmt(row["sparsity"], ".1%", "-"), row["runtime"], _limit_cell(row.get("limit"))]
+                 _fmt(row["sparsity"], ".1%", "-"), row["runtime"],
+                 row.get("precision_note") or _limit_cell(row.get("limit"))]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     if f1_applicable and routes:
         lines += route_table_lines(routes, len(COLUMNS))

@@ -12,6 +12,7 @@ OPENVINO_XML = "openvino_model.xml"
 
 class OpenVinoPredictor(Predictor):
     model_file = OPENVINO_XML
+    inference_precision = "f32"  # fp32 math on CPUs with bf16 units too (OpenVINO's default there is bf16)
 
     def _load(self) -> None:
         import openvino as ov
@@ -21,7 +22,7 @@ class OpenVinoPredictor(Predictor):
         config = {
             "INFERENCE_NUM_THREADS": threads.openvino_threads,
             "PERFORMANCE_HINT": threads.openvino_hint,
-            "INFERENCE_PRECISION_HINT": "f32",  # keep fp32 math on CPUs with bf16 units too
+            "INFERENCE_PRECISION_HINT": self.inference_precision,
         }
         if threads.openvino_streams:
             config["NUM_STREAMS"] = threads.openvino_streams
@@ -53,3 +54,10 @@ class OpenVinoPredictor(Predictor):
 
     def _collect(self, request: Any, index: int) -> None:
         self._chunks[index] = np.asarray(request.get_output_tensor(0).data).copy()
+
+
+class OpenVinoBf16Predictor(OpenVinoPredictor):
+    """The IR run with bf16 math where the CPU has it (AVX512_BF16 or AMX); elsewhere OpenVINO runs it in f32, as
+    ``applied_settings`` reads back."""
+
+    inference_precision = "bf16"

@@ -74,7 +74,8 @@ def _profiles() -> dict[str, BuildProfile]:
                               tap_weight=8.0, tap_layer=3, low_res_fraction=0.6, low_res_size=64),
             fp32_train_epochs=9.0,  # where bf16 is not measured faster (AVX2): the plan estimates 40 min on 2 cores
             options={"distill_images": 6000, "distill_epochs": 2.0, "lite0_images": 4000, "lite0_resolution": 128,
-                     "lite0_epochs": 1.0, "lite0_lr": 1e-3, "lite0_batch_size": 32, "prune_recovery_epochs": 1.0},
+                     "lite0_epochs": 1.0, "lite0_lr": 1e-3, "lite0_batch_size": 32,
+                     "prune_recovery_epochs": 1.0, "prune_calibration_images": 256},
             teacher=TeacherConfig(resolution=224),
         ),
         "dinov2": BuildProfile(
@@ -90,7 +91,8 @@ def _profiles() -> dict[str, BuildProfile]:
             latency_runs=20,
             options={"distill_images": 6000, "distill_resolution": 112, "distill_epochs": 2.0, "lite0_images": 6000,
                      "lite0_resolution": 160, "lite0_epochs": 1.0, "lite0_lr": 1e-3, "lite0_batch_size": 32,
-                     "prune_recovery_epochs": 0.0, "int8_choice_images": 200, "val_images": 500},
+                     "prune_recovery_epochs": 0.0, "prune_calibration_images": 256, "int8_choice_images": 200,
+                     "val_images": 500},
         ),
         "seed": BuildProfile(
             name="seed",
@@ -104,7 +106,7 @@ def _profiles() -> dict[str, BuildProfile]:
             # a stratified 4,000 of the train photos (about 15 min on 2 cores at 220 ms), not once per student step.
             options={"distill_images": 4000, "distill_resolution": 224, "distill_epochs": 3.0, "distill_lr": 5e-4,
                      "lite0_images": 4000, "lite0_resolution": 224, "lite0_epochs": 1.0, "lite0_lr": 1e-3,
-                     "lite0_batch_size": 32, "prune_recovery_epochs": 0.5},
+                     "lite0_batch_size": 32, "prune_recovery_epochs": 0.5, "prune_calibration_images": 256},
         ),
         "hub": BuildProfile(
             name="hub",
@@ -123,7 +125,8 @@ def _profiles() -> dict[str, BuildProfile]:
             latency_runs=20,
             options={"distill_images": 800, "distill_resolution": 160, "distill_epochs": 1.0, "distill_lr": 5e-4,
                      "lite0_images": 800, "lite0_resolution": 160, "lite0_epochs": 1.0, "lite0_lr": 1e-3,
-                     "lite0_batch_size": 32, "prune_recovery_epochs": 0.0, "int8_choice_images": 100,
+                     "lite0_batch_size": 32, "prune_recovery_epochs": 0.0, "prune_calibration_images": 256,
+                     "int8_choice_images": 100,
                      "val_images": 300, "cascade_val_images": 200},
         ),
         "smoke": BuildProfile(
@@ -137,7 +140,8 @@ def _profiles() -> dict[str, BuildProfile]:
             train=TrainConfig(minutes=None, epochs=15.0, batch_size=32, lr=3e-3, warmup_steps=10,
                               eval_every_steps=10_000, feature_weight=1.0, precision="fp32"),
             options={"distill_epochs": 1.0, "lite0_images": 400, "lite0_resolution": 96, "lite0_epochs": 1.0,
-                     "lite0_lr": 1e-3, "lite0_batch_size": 32, "prune_recovery_epochs": 1.0},
+                     "lite0_lr": 1e-3, "lite0_batch_size": 32,
+                     "prune_recovery_epochs": 1.0, "prune_calibration_images": 256},
             teacher=TeacherConfig(resolution=128, normalisation_check_images=64),
         ),
         "vit-base": BuildProfile(
@@ -148,7 +152,7 @@ def _profiles() -> dict[str, BuildProfile]:
             train=TrainConfig(minutes=None, epochs=0.0, eval_every_steps=10_000),
             eval_limit=100,
             options={"distill_images": 256, "distill_epochs": 1.0, "lite0_images": 256, "lite0_epochs": 1.0,
-                     "prune_recovery_epochs": 0.0, "int8_choice_images": 50},
+                     "prune_recovery_epochs": 0.0, "prune_calibration_images": 256, "int8_choice_images": 50},
         ),
     }
 

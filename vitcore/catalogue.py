@@ -42,7 +42,9 @@ class VariantSpec:
     depends_on: tuple[str, ...] = ()  # variants whose artifacts this one builds from
     network: Literal["base", "student"] = "base"  # whose weights it runs: the base ViT's or a student's
     distilled: bool = False  # building it trains a student on the base model's outputs
-    work_options: tuple[str, ...] = ()  # profile options whose product sizes its build work (plan)
+    # profile options whose product sizes its build work (plan); a reference build without one counts it as
+    # all train images (pruning: the older builds distilled over the train split, the refit passes 256 photos)
+    work_options: tuple[str, ...] = ()
     order: int = 100  # position in listings and reports
     precision: Literal["fp32", "bf16", "int8"] = "fp32"  # what its GEMMs run in: which of the machine's peaks limits it
     macs_of: str | None = None  # the variant whose torch network it runs, when not the rule in macs_source
@@ -98,12 +100,12 @@ CATALOGUE: tuple[VariantSpec, ...] = (
                 "10% of heads and of MLP neurons removed (chosen by activations), then each block's output "
                 "projections refit by least squares to the unpruned model.",
                 f"{_B}.pruned_structured:build", f"{_P}.pytorch:TorchPredictor", _TORCH, order=30,
-                macs_of="pruned-structured"),
+                work_options=("prune_calibration_images",), macs_of="pruned-structured"),
     VariantSpec("pruned-structured-40", "pytorch",
                 "40% of heads and of MLP neurons removed (chosen by activations), then each block's output "
                 "projections refit by least squares to the unpruned model.",
                 f"{_B}.pruned_structured:build_40", f"{_P}.pytorch:TorchPredictor", _TORCH, order=32,
-                macs_of="pruned-structured-40"),
+                work_options=("prune_calibration_images",), macs_of="pruned-structured-40"),
     VariantSpec("pruned-int8", "onnxruntime",
                 "Stacked: pruned-structured-40, then int8 (ORT static/dynamic or OpenVINO NNCF, fastest agreeing).",
                 f"{_B}.pruned_int8:build", f"{_P}.dispatch:AnyRuntimeInt8Predictor", _INT8_ANY,

@@ -62,19 +62,26 @@ def export_onnx_eager(model_dir: Path, out_dir: Path) -> Path:
     optimum traces a model it first builds on the meta device; a ViT saved with pruned heads runs
     ``prune_heads`` (``torch.nonzero``) while it is built, which meta tensors refuse.
     """
-    import torch
     from transformers import AutoModelForImageClassification
 
     from vitcore.preprocessing import PreprocessConfig
 
     model = AutoModelForImageClassification.from_pretrained(str(model_dir)).eval()
     pre = PreprocessConfig.from_dir(model_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(LogitsOf(model).eval(), (torch.zeros(1, 3, pre.height, pre.width),), str(out_dir / ONNX_FILE),
-                      input_names=["pixel_values"], output_names=["logits"], opset_version=17, dynamo=False,
-                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+    export_module_onnx(LogitsOf(model).eval(), pre.height, pre.width, out_dir / ONNX_FILE)
     copy_model_metadata(model_dir, out_dir)
     return out_dir / ONNX_FILE
+
+
+def export_module_onnx(module: Any, height: int, width: int, out_file: Path) -> Path:
+    """``torch.onnx.export`` (TorchScript, opset 17) of a module from pixel values to logits, batch dynamic."""
+    import torch
+
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(module, (torch.zeros(1, 3, height, width),), str(out_file), input_names=["pixel_values"],
+                      output_names=["logits"], opset_version=17, dynamo=False,
+                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+    return out_file
 
 
 def onnx_to_openvino(onnx_file: Path, out_dir: Path) -> Path:

@@ -13,12 +13,10 @@ at ``r = 0`` it computes exactly what the model does.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-OPSET = 17
 MERGED_SHARES = (0.25, 0.5, 0.625, 0.75)  # candidate shares of the patch tokens merged away by the last block
 
 
@@ -133,24 +131,3 @@ def choose_r(model: Any, pixels: np.ndarray, labels: np.ndarray, preprocess: Any
     return {"r": chosen, "validation_accuracy": {str(r): a for r, a in scored.items()}, "tolerance": tolerance,
             "validation_images": len(labels), "tokens_per_block": tokens_per_block(patches, config.num_hidden_layers,
                                                                                    chosen)}
-
-
-def count_macs(network: Any, height: int, width: int) -> int:
-    """Multiply-accumulates of one image through ``network`` (torch's FlopCounterMode)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        network(torch.zeros(1, 3, height, width))
-    return int(counter.get_total_flops() // 2)
-
-
-def export_onnx(network: Any, height: int, width: int, out_file: Path) -> Path:
-    import torch
-
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(network, (torch.zeros(1, 3, height, width),), str(out_file), input_names=["pixel_values"],
-                      output_names=["logits"], opset_version=OPSET, dynamo=False,
-                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
-    return out_file

@@ -4,7 +4,7 @@ network it runs, over its measured model p50, against the GEMM peak of the preci
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from build_models.measure.peak import machine_peaks
@@ -16,21 +16,29 @@ log = logging.getLogger(__name__)
 
 
 def count_macs(predictor: Predictor) -> int | None:
-    """Multiply-accumulates of one image through the predictor's torch module (None: it has none), counted by
-    torch's FlopCounterMode (matmuls, convolutions and attention's matmuls) at the predictor's own input size."""
+    """Multiply-accumulates of one image through the predictor's torch module (None: it has none), at the
+    predictor's own input size."""
     import torch
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
 
     module = getattr(predictor, "model", None)
     if not isinstance(module, torch.nn.Module):
         return None
     size = predictor.preprocess_config.height, predictor.preprocess_config.width
-    pixels = torch.zeros(1, 3, *size)
+    pixels = torch.zeros(1, 3, *size).numpy()
+    return macs_of_call(lambda: predictor.forward(pixels))
+
+
+def macs_of_call(call: Callable[[], Any]) -> int:
+    """Multiply-accumulates torch's FlopCounterMode counts in ``call()`` (matmuls, convolutions and attention's
+    matmuls)."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
     counter = FlopCounterMode(display=False)
     # The math backend: CPU's fused attention kernel is not one the counter knows, so its matmuls went uncounted.
     with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), counter:
-        predictor.forward(pixels.numpy())
+        call()
     return int(counter.get_total_flops() // 2)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from build_models.context import BuildContext
-from build_models.export.formats import copy_model_metadata, onnx_to_openvino
+from build_models.export.formats import copy_model_metadata, export_module_onnx, onnx_to_openvino
 from build_models.export.int8_choice import build_fastest_int8
 from vitcore.backends.onnxruntime import ONNX_FILE
 from vitcore.backends.pytorch import LITE0_WEIGHTS, Lite0Predictor
@@ -17,16 +17,11 @@ STUDENT = "distilled-lite0"
 
 def export_lite0(ctx: BuildContext, student_dir: Path) -> tuple[Path, Path, str]:
     """fp32 ONNX (``torch.onnx.export``; optimum exports transformers models only) and its OpenVINO IR."""
-    import torch
-
     predictor = Lite0Predictor(student_dir)
     predictor.load()
     size = predictor.preprocess_config
     out_dir = ctx.work_dir / "fp32"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(predictor.model, (torch.zeros(1, 3, size.height, size.width),), str(out_dir / ONNX_FILE),
-                      input_names=["pixel_values"], output_names=["logits"], opset_version=17, dynamo=False,
-                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+    export_module_onnx(predictor.model, size.height, size.width, out_dir / ONNX_FILE)
     copy_model_metadata(student_dir, out_dir)
     return out_dir / ONNX_FILE, onnx_to_openvino(out_dir / ONNX_FILE, ctx.work_dir / "fp32_ov"), "torch.onnx.export"
 

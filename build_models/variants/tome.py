@@ -49,9 +49,12 @@ def build_pruned_int8(ctx: BuildContext) -> dict[str, Any]:
 
 def _merged_fp32(ctx: BuildContext, source_dir: Path) -> tuple[dict[str, Any], Path, Any]:
     """r chosen on validation, the merged network's MACs, and its fp32 ONNX export (in the work folder)."""
+    import torch
     from transformers import AutoModelForImageClassification
 
-    from build_models.export.tome import TokenMergingViT, choose_r, count_macs, export_onnx
+    from build_models.export.formats import export_module_onnx
+    from build_models.export.tome import TokenMergingViT, choose_r
+    from build_models.measure.limit import macs_of_call
 
     ctx.threads.apply_torch()
     model = AutoModelForImageClassification.from_pretrained(str(source_dir)).eval()
@@ -59,11 +62,12 @@ def _merged_fp32(ctx: BuildContext, source_dir: Path) -> tuple[dict[str, Any], P
     choice = choose_r(model, pixels, labels, ctx.preprocess)
     network = TokenMergingViT(model, choice["r"])
     height, width = ctx.preprocess.height, ctx.preprocess.width
-    fp32_onnx = export_onnx(network, height, width, ctx.work_dir / "fp32" / ONNX_FILE)
+    fp32_onnx = export_module_onnx(network, height, width, ctx.work_dir / "fp32" / ONNX_FILE)
     copy_model_metadata(source_dir, fp32_onnx.parent)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     copy_model_metadata(source_dir, ctx.out_dir)
-    return {**choice, "macs": count_macs(network, height, width)}, fp32_onnx, network
+    macs = macs_of_call(lambda: network(torch.zeros(1, 3, height, width)))
+    return {**choice, "macs": macs}, fp32_onnx, network
 
 
 def _export_difference(ctx: BuildContext, network: Any, xml: Path) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import logging
 import os
@@ -12,8 +11,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.batching import BatcherLimits, ByteBudget, MicroBatcher
-from service.host_timing import routing_figures, time_served_variants
+from service.batching import ByteBudget
+from service.build_follow import follow_build
+from service.build_runner import BuildRunner, build_needed
 from service.http_errors import install_error_handlers
 from service.middleware.body_admission import BodyAdmissionMiddleware
 from service.middleware.body_limit import BodySizeLimitMiddleware
@@ -21,8 +21,8 @@ from service.middleware.drain import DrainMiddleware, DrainState
 from service.middleware.request_id import request_id_and_access_log
 from service.prometheus import ServiceMetrics
 from service.registry import ServingRegistry
-from service.routers import benchmark, cascade, health, metrics, page, predict, v2, variants
-from service.routing import RouterState, host_summary
+from service.routers import benchmark, build, cascade, health, metrics, page, predict, v2, variants
+from service.serving_state import router_state, start_batchers
 from service.settings import ServiceSettings
 from vitcore.errors import ManifestError
 from vitcore.manifest import Manifest
@@ -30,41 +30,28 @@ from vitcore.manifest import Manifest
 log = logging.getLogger(__name__)
 
 
-def start_batchers(registry: ServingRegistry, settings: ServiceSettings, metrics: ServiceMetrics,
-                   budget: ByteBudget) -> dict[str, MicroBatcher]:
-    """One batcher per available variant; ``budget`` (the process-wide byte budget) is shared by all."""
-    batchers = {}
-    for name, served in registry.variants.items():
-        if served.available:
-            limits = BatcherLimits(settings.batch_size_for(name), settings.max_wait_ms, settings.queue_size)
-            batcher = MicroBatcher(name, functools.partial(registry.logits, name), metrics, limits, budget)
-            batcher.start()
-            batchers[name] = batcher
-    return batchers
+def load_registry(settings: ServiceSettings) -> ServingRegistry:
+    """Every selected variant of the manifest, loaded before the first request."""
+    try:
+        manifest = Manifest.load(settings.artifacts_dir)
+        registry = ServingRegistry(manifest, settings.thread_settings())
+        registry.load(settings.variants, verify=settings.verify_sha256)
+    except ManifestError as exc:
+        log.error("NO ARTIFACTS: nothing to serve from %s (%s). Build them with `python -m build_models` and "
+                  "mount them there, or bake them into the image (--build-arg PROFILE=...), or start with "
+                  "--build-if-missing. /health/ready answers 503 until then.", settings.artifacts_dir, exc)
+        registry = ServingRegistry.empty(settings.artifacts_dir, "no usable manifest.json (see the service log)")
+    return registry
 
 
-def router_state(registry: ServingRegistry, settings: ServiceSettings,
-                 batchers: dict[str, MicroBatcher]) -> RouterState:
-    """The figures /predict/auto and degradation route on: the available variants among ``auto_variants``, timed
-    on this host within ``startup_timing_s`` (0: the build's figures)."""
-    chosen = [n.strip() for n in settings.auto_variants.split(",")] if settings.auto_variants != "all" else None
-    routable = [name for name in batchers if chosen is None or name in chosen]
-    if registry.startup_error is not None:
-        return RouterState({}, batchers, settings.auto_max_latency_ms, "nothing to route on",
-                           unavailable=registry.startup_error)
-    timing = None
-    note = "the build host's figures (VITSERVE_STARTUP_TIMING_S=0)"
-    if settings.startup_timing_s > 0 and batchers:
-        timing = time_served_variants(registry, list(batchers), settings.startup_timing_s, settings.max_image_pixels)
-        note = (f"the serving host's figures, timed at start-up in {timing.seconds:g} s "
-                f"(budget {settings.startup_timing_s:g} s)")
-        if timing.out_of_time:
-            note += f"; out of time, the build host's figures for {', '.join(timing.out_of_time)}"
-    state = RouterState(routing_figures(registry.manifest.data, routable, timing), batchers,
-                        settings.auto_max_latency_ms, note)
-    if timing is not None:
-        state.host = {name: host_summary(stats, "serving host: start-up") for name, stats in timing.measured.items()}
-    return state
+def start_build(settings: ServiceSettings) -> BuildRunner | None:
+    """With ``build_if_missing`` and no finished build in the artifacts folder: the build, started beside the
+    server, which serves each variant as it is built."""
+    if not settings.build_if_missing or not build_needed(settings.artifacts_dir):
+        return None
+    runner = BuildRunner(settings.artifacts_dir, settings.build_profile, settings.build_args)
+    runner.start()
+    return runner
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -73,15 +60,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            manifest = Manifest.load(settings.artifacts_dir)
-            registry = ServingRegistry(manifest, settings.thread_settings())
-            registry.load(settings.variants, verify=settings.verify_sha256)
-        except ManifestError as exc:
-            log.error("NO ARTIFACTS: nothing to serve from %s (%s). Build them with `python -m build_models` and "
-                      "mount them there, or bake them into the image (--build-arg PROFILE=...). /health/ready "
-                      "answers 503 until then.", settings.artifacts_dir, exc)
-            registry = ServingRegistry.empty(settings.artifacts_dir, "no usable manifest.json (see the service log)")
+        runner = start_build(settings)
+        app.state.build = runner
+        registry = ServingRegistry(Manifest(root=settings.artifacts_dir, data={"variants": {}}),
+                                   settings.thread_settings()) if runner else load_registry(settings)
         app.state.registry = registry
         # The loaded runtimes leave many long-lived objects: left in the collector's generations, each full
         # collection scanned them all and stalled the event loop for up to 350 ms under load (health p99 147 ms).
@@ -89,9 +71,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         gc.freeze()
         app.state.metrics.record_variants({name: v.available for name, v in registry.variants.items()})
         app.state.batchers = start_batchers(registry, settings, app.state.metrics, app.state.byte_budget)
-        app.state.router = router_state(registry, settings, app.state.batchers)
+        app.state.router = router_state(registry, settings, app.state.batchers, timing_s=0 if runner else None)
         app.state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
+        follower = asyncio.create_task(follow_build(app, runner, settings)) if runner else None
         yield
+        if follower is not None:
+            follower.cancel()
+            await asyncio.to_thread(runner.stop)  # type: ignore[union-attr]
         for batcher in app.state.batchers.values():
             await batcher.stop()
 
@@ -101,6 +87,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.build = None
     app.state.metrics = ServiceMetrics()
     app.state.drain = DrainState()
     app.state.byte_budget = ByteBudget(settings.max_queued_bytes)
@@ -111,6 +98,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     # cascade and the auto route are declared before /predict/{variant}, which would otherwise match them.
     for router in (page.router, cascade.router, predict.router, variants.router, health.router, benchmark.router,
-                   metrics.router, v2.router):
+                   metrics.router, v2.router, build.router):
         app.include_router(router)
     return app

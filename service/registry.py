@@ -50,33 +50,38 @@ class ServingRegistry:
         self.threads = threads
         self.variants: dict[str, ServedVariant] = {}
         self.startup_error = startup_error  # set when there is no manifest to serve
+        self.pending: dict[str, str] = {}  # variants a running build has not delivered yet: name -> its state
 
     @classmethod
     def empty(cls, artifacts_dir: Path, error: str) -> ServingRegistry:
         return cls(Manifest(root=artifacts_dir, data={"variants": {}}), ThreadSettings(), startup_error=error)
 
     def load(self, selection: str = "all", verify: bool = True) -> None:
-        registered = set(list_variants())
-        wanted = set(resolve_selection(selection))
-        for name, entry in self.manifest.variants.items():
-            if name not in registered or name not in wanted:
-                continue
-            missing_runtime = bool(get_variant(name).missing_requirements())
-            served = ServedVariant(name=name, entry=entry, runtime_missing=missing_runtime)
-            started = time.perf_counter()
-            try:
-                predictor = load_predictor(self.manifest, name, self.threads, verify=verify)
-                warm_up(predictor)
-                served.predictor = predictor
-                served.load_seconds = round(time.perf_counter() - started, 3)
-                log.info("loaded %s in %.2fs", name, served.load_seconds)
-            except VariantUnavailableError as exc:
-                served.error = public_reason(exc)
-                log.warning("%s unavailable: %s", name, exc.reason)
-            except Exception as exc:  # noqa: BLE001 - a variant that cannot predict is unavailable, not fatal
-                served.error = "warm-up failed (see the service log)"
-                log.warning("%s unavailable: warm-up failed: %s: %s", name, type(exc).__name__, exc)
-            self.variants[name] = served
+        for name in self.loadable(selection):
+            self.variants[name] = self.load_one(name, self.manifest.variants[name], verify)
+
+    def loadable(self, selection: str = "all") -> list[str]:
+        """Manifest entries this service is asked to serve (registered and selected), in manifest order."""
+        registered, wanted = set(list_variants()), set(resolve_selection(selection))
+        return [name for name in self.manifest.variants if name in registered and name in wanted]
+
+    def load_one(self, name: str, entry: dict[str, Any], verify: bool = True) -> ServedVariant:
+        """One variant loaded and warmed up; one that cannot predict comes back unavailable, with why."""
+        served = ServedVariant(name=name, entry=entry, runtime_missing=bool(get_variant(name).missing_requirements()))
+        started = time.perf_counter()
+        try:
+            predictor = load_predictor(self.manifest, name, self.threads, verify=verify)
+            warm_up(predictor)
+            served.predictor = predictor
+            served.load_seconds = round(time.perf_counter() - started, 3)
+            log.info("loaded %s in %.2fs", name, served.load_seconds)
+        except VariantUnavailableError as exc:
+            served.error = public_reason(exc)
+            log.warning("%s unavailable: %s", name, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - a variant that cannot predict is unavailable, not fatal
+            served.error = "warm-up failed (see the service log)"
+            log.warning("%s unavailable: warm-up failed: %s: %s", name, type(exc).__name__, exc)
+        return served
 
     def required_names(self, required: str = "all") -> list[str]:
         """'all' = every variant this installation can run: one whose runtime is not installed is listed as
@@ -101,6 +106,8 @@ class ServingRegistry:
         if self.startup_error is not None:
             raise ManifestError(self.startup_error)
         served = self.variants.get(name)
+        if served is None and name in self.pending:
+            raise VariantUnavailableError(name, f"{self.pending[name]} in the running build (see /build)")
         if served is None:
             raise UnknownVariantError(name, sorted(self.variants))
         if served.predictor is None:

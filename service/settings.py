@@ -66,8 +66,12 @@ class ServiceSettings(BaseSettings):
     degrade_f1_margin: float = Field(0.01, ge=0, le=1, description="how much lower a fallback's measured F1 may be")
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
-    build_if_missing: bool = Field(False, description="build the default profile when no manifest exists")
+    build_if_missing: bool = Field(False, description="when the artifacts folder holds no finished build: "
+                                   "start the build beside the server (or resume it) and serve each variant as "
+                                   "it is built")
     build_profile: str | None = Field(None, description="profile to build when build_if_missing is set")
+    build_args: str = Field("", description="more `python -m build_models` arguments for that build, e.g. "
+                            "'--variants plain,openvino-int8 --limit 3000'")
 
     @field_validator("variants", "required_variants", "auto_variants")
     @classmethod

@@ -54,6 +54,7 @@ EXPECTED: dict[tuple[str, str], set[int]] = {
     ("get", "/metrics"): set(),
     ("get", "/metrics/summary"): {DRAINING},
     ("get", "/variants"): {DRAINING},
+    ("get", "/build"): {DRAINING},
     ("get", "/v2"): {DRAINING},
     ("get", "/v2/health/live"): {DRAINING},
     ("get", "/v2/health/ready"): {503},

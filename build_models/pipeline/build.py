@@ -12,6 +12,7 @@ from build_models.pipeline.base_step import ensure_base_model
 from build_models.pipeline.cascade_step import choose_cascade_step
 from build_models.pipeline.latency_step import measure_latency
 from build_models.pipeline.plan_step import settle_and_plan
+from build_models.pipeline.progress import progress_step
 from build_models.pipeline.request import BASE_DIR, WORK_DIR, BuildRequest  # noqa: F401 - the pipeline's API
 from build_models.pipeline.variant_step import build_variants
 from build_models.profiles import BuildProfile
@@ -26,6 +27,7 @@ from build_models.sources.dataset import (
     stratified_subset,
     write_split_ids,
 )
+from vitcore.build_progress import BuildProgress
 from vitcore.catalogue import resolve_selection
 from vitcore.hardware import cpu_facts, package_versions
 from vitcore.manifest import SCHEMA_VERSION, Manifest
@@ -35,9 +37,27 @@ log = logging.getLogger(__name__)
 
 
 def run_build(request: BuildRequest) -> Manifest:
+    """The build, recording where it is in ``build-progress.json`` (a service serving it while it builds reads
+    that); an error or an interruption is recorded there too."""
+    request.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    progress = BuildProgress(request.artifacts_dir)
+    if not request.plan_only:
+        progress.begin()
+    try:
+        manifest = _run_build(request, progress)
+    except BaseException as exc:
+        if not request.plan_only:
+            progress.finish(error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        raise
+    if not request.plan_only:
+        failed = [n for n, e in manifest.variants.items() if e.get("status") != "ok"]
+        progress.finish(error=f"failed variants: {', '.join(failed)}" if failed else None)
+    return manifest
+
+
+def _run_build(request: BuildRequest, progress: BuildProgress) -> Manifest:
     profile, root = request.profile, request.artifacts_dir
     started = time.perf_counter()
-    root.mkdir(parents=True, exist_ok=True)
     data = load_labelled_images(profile.dataset)
     splits = make_splits(data.labels, profile.split)
     split_info = split_record(data, splits, profile.split)
@@ -54,7 +74,9 @@ def run_build(request: BuildRequest) -> Manifest:
     if request.plan_only:
         (root / "plan.json").write_text(json.dumps(manifest.data["plan"], indent=2))
         return manifest
-    base_info = ensure_base_model(request, data, splits)
+    progress.planned(manifest.data["plan"]["phases"])
+    with progress_step(progress, "base training", "teacher"):
+        base_info = ensure_base_model(request, data, splits)
     if manifest.data.get("base_model", {}).get("fingerprint") != base_info["fingerprint"]:
         manifest.data["variants"] = {}
     manifest.data["base_model"] = base_info
@@ -64,9 +86,11 @@ def run_build(request: BuildRequest) -> Manifest:
     names = resolve_selection(request.variants)
     ctx_args = dict(data=data, splits=splits, preprocess=PreprocessConfig.from_dir(root / BASE_DIR),
                     pixel_cache={}, row_cache={})
-    build_variants(request, manifest, names, test, ctx_args, validation)
-    measure_latency(request, manifest, test)
-    choose_cascade_step(request, manifest, data, splits, test)
+    build_variants(request, manifest, names, test, ctx_args, validation, progress)
+    with progress_step(progress, "latency table"):
+        measure_latency(request, manifest, test)
+    with progress_step(progress, "cascade"):
+        choose_cascade_step(request, manifest, data, splits, test)
     record_build_time(manifest, request.variants, time.perf_counter() - started)
     manifest.save()
     write_report(manifest)

@@ -12,9 +12,11 @@ from typing import Any
 from build_models.build_keys import RecordedOptions, build_inputs, key_of, stale_reasons
 from build_models.context import BuildContext
 from build_models.measure.evaluate import TestImages, evaluate, read_predictions, write_predictions
+from build_models.pipeline.progress import progress_step
 from build_models.pipeline.request import BASE_DIR, WORK_DIR, BuildRequest
 from build_models.profiles import BuildProfile
 from build_models.reporting.report import base_is_trained
+from vitcore.build_progress import BuildProgress
 from vitcore.catalogue import BASE_VARIANT, get_variant
 from vitcore.errors import BuildError
 from vitcore.manifest import Manifest, describe_files, make_readable
@@ -23,11 +25,15 @@ log = logging.getLogger(__name__)
 
 
 def build_variants(request: BuildRequest, manifest: Manifest, names: list[str], test: TestImages,
-                   ctx_args: dict[str, Any], validation: TestImages | None = None) -> None:
+                   ctx_args: dict[str, Any], validation: TestImages | None = None,
+                   progress: BuildProgress | None = None) -> None:
     """Each variant in turn; one that fails is recorded as failed and the next one still builds. With
     ``validation`` (the selection set), each is also scored there: the router chooses on that F1."""
     for name in names:
-        build_one(request, manifest, name, test, ctx_args, validation)
+        with progress_step(progress, name):
+            build_one(request, manifest, name, test, ctx_args, validation)
+        if progress is not None and manifest.variants.get(name, {}).get("status") != "ok":
+            progress.step_done(name, state="failed")
 
 
 def still_valid(manifest: Manifest, name: str, profile: BuildProfile) -> bool:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from service.dependencies import get_registry, get_settings
-from service.readiness import failing_workers, is_ready
+from service.readiness import build_status, failing_workers, is_ready
 from service.registry import ServingRegistry
 from service.settings import ServiceSettings
 
@@ -21,7 +21,9 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/ready", responses={503: {"description": "a required variant is not serving or its worker keeps dying, "
-                                                    "there is no manifest, or the service is draining"}})
+                                                    "there is no manifest, the build beside the server is still "
+                                                    "running (its phase, percent and ETA in `build`), or the "
+                                                    "service is draining"}})
 async def ready(request: Request, registry: ServingRegistry = Depends(get_registry),
                 settings: ServiceSettings = Depends(get_settings)) -> JSONResponse:
     """Ready when every variant in VITSERVE_REQUIRED_VARIANTS serves; failed ones are listed as degraded.
@@ -41,6 +43,9 @@ async def ready(request: Request, registry: ServingRegistry = Depends(get_regist
         "variants": {name: ("loaded" if v.available else f"unavailable: {v.error}")
                      for name, v in registry.variants.items()},
     }
+    build = build_status(request)
+    if build is not None:
+        body["build"] = build
     if registry.startup_error:
         body["error"] = registry.startup_error
     return JSONResponse(body, status_code=200 if body["ready"] else 503)

@@ -16,9 +16,11 @@ import httpx
 import pytest
 
 from loadtests.run import HOST, free_port
+from tests.browser import chromium_paths, make_driver, synthetic_picture
 from tests.conftest import DATASET
 
-VARIANTS = ("plain", "dynamic-quant", "onnx", "onnx-int8", "openvino")
+# distilled-lite0 comes last and trains a student: the build keeps running a while after plain is served.
+VARIANTS = ("plain", "dynamic-quant", "onnx", "onnx-int8", "openvino", "distilled-lite0")
 BUILD_ARGS = f"--limit 400 --variants {','.join(VARIANTS)} --dataset {DATASET}"
 PENDING = ("queued", "building", "loading")
 
@@ -58,6 +60,30 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=60)
 
 
+def page_shows_the_build_and_answers_with_what_is_served(url: str, tmp_path: Path) -> None:
+    """The page at /, while the build runs: its progress line and plan, and a photo answered by plain."""
+    if chromium_paths() is None:
+        return  # the page tests say what to install; the HTTP checks above stand without a browser
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = make_driver()
+    try:
+        driver.get(url + "/")
+        wait = WebDriverWait(driver, 60)
+        wait.until(lambda d: d.find_element(By.ID, "build").is_displayed()
+                   and d.find_element(By.ID, "build-line").text.startswith("running"))
+        steps = {row.get_attribute("data-step") for row in driver.find_elements(By.CSS_SELECTOR, "#build-steps tr")}
+        assert set(VARIANTS) <= steps, steps
+        wait.until(lambda d: "loaded" in d.find_element(By.CSS_SELECTOR, '#study tr[data-variant="plain"]').text)
+        driver.find_element(By.ID, "photo").send_keys(str(synthetic_picture(tmp_path / "picture.jpg")))
+        answer = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, '#answers tr[data-variant="plain"]'))
+        wait.until(lambda d: answer.get_attribute("data-state") == "done")
+        assert answer.find_elements(By.TAG_NAME, "td")[1].text in ("cat", "dog")
+    finally:
+        driver.quit()
+
+
 def test_variants_are_served_while_the_build_runs_and_a_killed_build_resumes(tmp_path, dataset):
     artifacts, log_file = tmp_path / "artifacts", tmp_path / "service.log"
     photo = dataset.image_bytes(int(dataset.labels.argmax()))
@@ -79,6 +105,7 @@ def test_variants_are_served_while_the_build_runs_and_a_killed_build_resumes(tmp
         not_yet = httpx.post(url + f"/predict/{waiting[-1]}", files={"file": ("cat.jpg", photo, "image/jpeg")},
                              timeout=60)
         assert not_yet.status_code == 503 and "running build" in not_yet.text, not_yet.text
+        page_shows_the_build_and_answers_with_what_is_served(url, tmp_path)
     finally:
         os.killpg(service.pid, signal.SIGKILL)  # the server and its build, halfway
         service.wait(timeout=60)

@@ -28,7 +28,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", help="hub id, local checkpoint folder, or scratch:<preset>")
     p.add_argument("--train-minutes", type=float, help="training time budget in minutes")
     p.add_argument("--train-epochs", type=float, help="training length in epochs (with or instead of minutes)")
-    p.add_argument("--variants", default="all", help="'all' or a comma-separated list of variant names")
+    p.add_argument("--variants", help="'all' or a comma-separated list of variant names (default: the profile's "
+                   "own set, every variant but where its description says otherwise)")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output folder (default: artifacts)")
     p.add_argument("--seed", type=int, help="seed of the split and the training")
     p.add_argument("--limit", type=int, help="use a stratified subset of this many images")
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.student_base:
         options["resnet18_base"] = args.student_base
     profile = profile.with_overrides(options=options)
-    request = BuildRequest(profile=profile, artifacts_dir=args.artifacts, variants=args.variants,
+    request = BuildRequest(profile=profile, artifacts_dir=args.artifacts, variants=args.variants or profile.variants,
                            force=args.force, threads=threads, device=resolve_device(args.device),
                            plan_only=args.plan)
     try:

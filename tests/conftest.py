@@ -63,8 +63,10 @@ def dinov2_smoke_profile():  # type: ignore[no-untyped-def]
         split=SplitConfig(limit=600, val_fraction=0.15, test_fraction=0.25),
         partial=replace(profile.partial, train_images=None, epochs=4.0, val_images=90, warmup_steps=5,
                         eval_every_steps=1000),
+        # The validation split holds 90 photos: the checks that score candidates on it use 60.
         options={**profile.options, "distill_epochs": 0.5, "lite0_resolution": 112, "prune_recovery_epochs": 0.0,
-                 "int8_choice_images": 16},
+                 "int8_choice_images": 16, "prune_calibration_images": 96, "prune_check_images": 60,
+                 "tome_check_images": 60, "cascade_val_images": 60},
     )
 
 

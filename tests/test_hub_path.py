@@ -19,7 +19,7 @@ from build_models.variants.distilled_resnet18 import RESNET18
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.conftest import DATASET
-from vitcore.catalogue import list_variants
+from vitcore.catalogue import list_variants, resolve_selection
 from vitcore.manifest import Manifest
 from vitcore.preprocessing import PreprocessConfig
 
@@ -38,7 +38,7 @@ def _resnet_checkpoint(folder: Path) -> Path:
     return folder
 
 
-def _build(root: Path, base: Path, student_base: Path | None = None) -> Manifest:
+def _build(root: Path, base: Path, student_base: Path | None = None, variants: str = "all") -> Manifest:
     # Plumbing, not quality: fewer images and epochs than the shared smoke build.
     smoke = get_profile("smoke")
     options = {**smoke.options, "lite0_images": 120, "lite0_resolution": 64}
@@ -46,17 +46,17 @@ def _build(root: Path, base: Path, student_base: Path | None = None) -> Manifest
         options["resnet18_base"] = str(student_base)
     profile = smoke.with_overrides(dataset=str(DATASET), base_model=str(base), limit=400, train_epochs=2.0,
                                    options=options)
-    manifest = run_build(BuildRequest(profile=profile, artifacts_dir=root))
+    manifest = run_build(BuildRequest(profile=profile, artifacts_dir=root, variants=variants))
     failed = {n: e.get("error") for n, e in manifest.variants.items() if e.get("status") != "ok"}
     assert not failed, failed
-    assert set(manifest.variants) == set(list_variants())
+    assert set(manifest.variants) == set(resolve_selection(variants))
     return manifest
 
 
 def _serves_every_variant(root: Path, jpeg: bytes) -> None:
     with TestClient(create_app(ServiceSettings(artifacts_dir=root))) as client:
         assert client.get("/health/ready").status_code == 200
-        for name in list_variants():
+        for name in Manifest.load(root).variants:
             response = client.post(f"/predict/{name}", content=jpeg, headers={"content-type": "image/jpeg"})
             assert response.status_code == 200, (name, response.text)
             assert response.json()["label"] in ("cat", "dog")
@@ -77,8 +77,8 @@ def test_checkpoint_with_other_labels_is_fine_tuned_end_to_end(tmp_path, test_sp
 
 @pytest.mark.tensorflow
 def test_checkpoint_that_is_already_cat_dog_is_used_as_is(tmp_path, test_split_jpegs):
-    base = _vit_checkpoint(tmp_path / "vit-cat-dog", ["cat", "dog"])
-    manifest = _build(tmp_path / "artifacts", base)
+    base = _vit_checkpoint(tmp_path / "vit-cat-dog", ["cat", "dog"])  # every variant: the test above
+    manifest = _build(tmp_path / "artifacts", base, variants="plain,dynamic-quant,onnx,openvino-int8,distilled-lite0")
     training = manifest.data["base_model"]["training"]
     assert training["recipe"] == "none" and "used as is" in training["reason"]
     assert "teacher" not in manifest.data["base_model"]
@@ -117,27 +117,59 @@ def test_seed_profile_students_cost_one_teacher_pass_per_photo(tmp_path, caplog)
     assert "## Students against the ViT they learned from" in report and "| distilled-lite0 |" in report
 
 
-def test_where_the_hub_answers_the_default_is_a_fine_tuned_checkpoint_and_fine_tune_is_asked_for(monkeypatch):
+def test_where_the_hub_answers_the_default_fine_tunes_the_seeds_base_and_fine_tune_is_asked_for(monkeypatch):
     import build_models.cli as cli
     import build_models.profiles as profiles
-    from build_models.profiles import HUB_FINETUNED_MODEL
+    from build_models.profiles import HUB_BASE_MODEL, HUB_LEFT_OUT
 
     monkeypatch.setattr(profiles, "hub_reachable", lambda: True)
     chosen: list[str] = []
 
     def run_build(request):  # the choice is what is tested here, not a ViT-B/16 build
-        chosen.append(request.profile.name)
+        chosen.append((request.profile.name, request.variants))
         return Manifest(root=request.artifacts_dir, data={"variants": {}})
 
     monkeypatch.setattr("build_models.pipeline.build.run_build", run_build)
     assert profiles.default_profile_name() == "hub"
     hub = get_profile("hub")
-    assert hub.base_model == HUB_FINETUNED_MODEL and hub.train.epochs == 0.0
+    assert hub.base_model == HUB_BASE_MODEL and hub.partial is not None and hub.partial.trainable_blocks == 2
     assert cli.main(["--artifacts", "/tmp/unused"]) == 0
     assert cli.main(["--fine-tune", "--artifacts", "/tmp/unused"]) == 0
-    assert chosen == ["hub", "seed"] and get_profile("seed").base_model == "google/vit-base-patch16-224"
+    assert cli.main(["--variants", "all", "--artifacts", "/tmp/unused"]) == 0
+    assert chosen == [("hub", hub.variants), ("seed", "all"), ("hub", "all")]
+    assert set(resolve_selection(hub.variants)) == set(list_variants()) - set(HUB_LEFT_OUT)
+    assert get_profile("seed").base_model == "google/vit-base-patch16-224"
     with pytest.raises(SystemExit):
         cli.main(["--fine-tune", "--profile", "offline"])
+
+
+def _pretrained_imagenet_stand_in(folder: Path) -> Path:
+    """A pretrained ViT with a 1,000-class head, saved as a hub checkpoint is: the DINOv2-small encoder at 112 px
+    stands in for google/vit-base-patch16-224 (which cannot be downloaded here)."""
+    from build_models.sources import dinov2
+
+    model = dinov2.load_classifier(label_maps([f"imagenet class {i}" for i in range(1000)]), seed=3, image_size=112)
+    model.save_pretrained(str(folder))
+    PreprocessConfig(112, 112, image_mean=dinov2.IMAGE_MEAN, image_std=dinov2.IMAGE_STD).save(folder)
+    return folder
+
+
+def test_the_hub_profiles_recipe_fine_tunes_a_pretrained_checkpoints_last_blocks_held_out(tmp_path):
+    """The hub default's own recipe (head replaced, last 2 blocks fine-tuned on cached inputs to them) on a local
+    stand-in for its base: trained here, so its F1 is held out, and it separates real cats from dogs."""
+    from dataclasses import replace
+
+    hub = get_profile("hub")
+    assert hub.partial is not None
+    profile = hub.with_overrides(
+        dataset=str(DATASET), base_model=str(_pretrained_imagenet_stand_in(tmp_path / "vit-base-stand-in")),
+        limit=500, eval_limit=None, lossless_eval_limit=None, latency_runs=3,
+        partial=replace(hub.partial, train_images=None, val_images=60, epochs=3.0, eval_every_steps=1000))
+    manifest = run_build(BuildRequest(profile=profile, artifacts_dir=tmp_path / "artifacts", variants="plain"))
+    base = manifest.data["base_model"]
+    assert base["training"]["recipe"] == "last 2 blocks fine-tuned on cached inputs", base["training"]
+    assert "evaluation_overlap" not in base and manifest.variants["plain"]["metrics"].get("held_out", True)
+    assert manifest.variants["plain"]["metrics"]["f1"] >= 0.75, manifest.variants["plain"]["metrics"]  # chance: 0.5
 
 
 def test_a_known_checkpoint_records_its_provenance(tmp_path, monkeypatch):

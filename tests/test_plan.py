@@ -16,6 +16,7 @@ from build_models.profiles import get_profile
 from build_models.reporting.plan_rows import plan_rows
 from build_models.sources.dataset import stratified_subset
 from tests.conftest import DATASET
+from vitcore.catalogue import list_variants
 from vitcore.hardware import cpu_class
 
 REFERENCE = {"forward_ms_per_image": 1.0, "image_size": 96, "teacher_ms_per_image": 10.0, "teacher_resolution": 224,
@@ -105,12 +106,14 @@ def test_the_teacher_pass_is_the_vit_at_its_own_resolution_once_per_set_of_photo
 
 def test_built_phases_cost_nothing_and_a_long_plan_says_how_to_shorten_it():
     done = make_plan(inputs(base_built=True, variants_built=("onnx", "distilled-lite0")), "m", REFERENCE)
-    assert [p.basis for p in done.phases[:3]] == ["done", "done", "done"] and not done.hints
+    assert [p.basis for p in done.phases[:3]] == ["done", "done", "done"]
+    left_out = [name for name in list_variants() if name not in ("onnx", "distilled-lite0")]
+    assert done.hints == [f"not in this build: {', '.join(left_out)} (`--variants all` builds every variant)"]
     slow = make_plan(inputs(step=costs(4.0, 8.0)), "m", REFERENCE)
     assert slow.total_seconds > BUDGET_MINUTES * 60
     text = slow.render()
     assert "hint:" in text and "--device cuda" in text and "base training" in slow.hints[-1]
-    assert slow.hints[1] == "this CPU trains fastest in fp32: a bf16 step measured 2.0x an fp32 step at 96 px"
+    assert slow.hints[2] == "this CPU trains fastest in fp32: a bf16 step measured 2.0x an fp32 step at 96 px"
 
 
 def test_precision_follows_measured_speed_and_fp32_machines_train_fewer_epochs():

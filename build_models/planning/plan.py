@@ -17,7 +17,7 @@ from typing import Any
 
 from build_models.planning.step_costs import StepCosts, training_sizes
 from build_models.profiles import BuildProfile
-from vitcore.catalogue import BASE_VARIANT, get_variant
+from vitcore.catalogue import BASE_VARIANT, get_variant, list_variants
 
 REFERENCE_FILE = Path(__file__).with_name("reference.json")
 BUDGET_MINUTES = 45.0
@@ -265,9 +265,11 @@ def make_plan(inputs: PlanInputs, machine: str, reference: dict[str, Any] | None
 
 
 def hints_for(plan: BuildPlan, inputs: PlanInputs) -> list[str]:
+    left_out = [name for name in list_variants() if name not in inputs.variants]
+    hints = [f"not in this build: {', '.join(left_out)} (`--variants all` builds every variant)"] if left_out else []
     if plan.total_seconds <= BUDGET_MINUTES * 60:
-        return []
-    hints = [f"estimated {plan.total_seconds / 60:.0f} min, over the {BUDGET_MINUTES:.0f}-minute budget:"]
+        return hints
+    hints.append(f"estimated {plan.total_seconds / 60:.0f} min, over the {BUDGET_MINUTES:.0f}-minute budget:")
     if inputs.precision == "fp32" and any(p.name == "base training" and p.basis == "measured" for p in plan.phases):
         hints.append(_precision_hint(inputs.costs))
     hints.append("`--device cuda` trains and evaluates the torch variants on a GPU")

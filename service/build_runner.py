@@ -93,7 +93,10 @@ class BuildRunner:
                 f"the build exited with code {self.exit_code} (see the service log)"
         else:
             body["state"] = "done"
+        if not running:
+            body["eta_s"] = None
         body["exit_code"] = self.exit_code
+        body["pid"] = self._pid()
         body["command"] = shlex.join(self.argv)
         return body
 

@@ -108,8 +108,13 @@ def test_variants_are_served_while_the_build_runs_and_a_killed_build_resumes(tmp
                              timeout=60)
         assert not_yet.status_code == 503 and "running build" in not_yet.text, not_yet.text
         page_shows_the_build_and_answers_with_what_is_served(url, tmp_path)
+        os.kill(first.json()["build"]["pid"], signal.SIGKILL)  # the build dies halfway; the server lives on
+        failed = poll(url, "/build", lambda r: r.json()["state"] == "failed", 60, service).json()
+        assert failed["exit_code"] == -signal.SIGKILL and "exited with code" in failed["error"], failed
+        still = httpx.post(url + "/predict/plain", files={"file": ("cat.jpg", photo, "image/jpeg")}, timeout=60)
+        assert still.status_code == 200, still.text
     finally:
-        os.killpg(service.pid, signal.SIGKILL)  # the server and its build, halfway
+        os.killpg(service.pid, signal.SIGKILL)
         service.wait(timeout=60)
     halfway = json.loads((artifacts / "manifest.json").read_text())
     assert halfway["variants"]["plain"]["status"] == "ok" and not halfway.get("build_history")

@@ -45,3 +45,22 @@ def test_a_step_the_plan_did_not_name_is_added_and_a_missing_file_reads_as_none(
     progress.step("report", "not-in-the-plan")
     assert [s["name"] for s in read_progress(tmp_path)["steps"]][-1] == "report"
     assert "not-in-the-plan" not in {s["name"] for s in read_progress(tmp_path)["steps"]}
+
+
+def test_a_second_build_in_the_same_folder_stops_at_once_and_names_the_first(tmp_path):
+    import os
+
+    import pytest
+
+    from build_models.pipeline.build import BuildRequest, run_build
+    from build_models.pipeline.progress import build_lock
+    from build_models.profiles import get_profile
+    from vitcore.errors import BuildError
+
+    held_by_the_first_build = build_lock(tmp_path)
+    message = f"another build is running in .*pid {os.getpid()}"
+    with held_by_the_first_build, pytest.raises(BuildError, match=message):
+        run_build(BuildRequest(profile=get_profile("smoke"), artifacts_dir=tmp_path))
+    assert read_progress(tmp_path) is None  # the second wrote nothing, not even its progress
+    with build_lock(tmp_path):  # released with the first
+        pass

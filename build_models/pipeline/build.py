@@ -12,7 +12,7 @@ from build_models.pipeline.base_step import ensure_base_model
 from build_models.pipeline.cascade_step import choose_cascade_step
 from build_models.pipeline.latency_step import measure_latency
 from build_models.pipeline.plan_step import settle_and_plan
-from build_models.pipeline.progress import progress_step
+from build_models.pipeline.progress import build_lock, progress_step
 from build_models.pipeline.request import BASE_DIR, WORK_DIR, BuildRequest  # noqa: F401 - the pipeline's API
 from build_models.pipeline.variant_step import build_variants
 from build_models.profiles import BuildProfile
@@ -40,22 +40,22 @@ def run_build(request: BuildRequest) -> Manifest:
     """The build, recording where it is in ``build-progress.json`` (a service serving it while it builds reads
     that); an error or an interruption is recorded there too."""
     request.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    progress = BuildProgress(request.artifacts_dir)
-    if not request.plan_only:
+    if request.plan_only:
+        return _run_build(request, None)
+    with build_lock(request.artifacts_dir):
+        progress = BuildProgress(request.artifacts_dir)
         progress.begin()
-    try:
-        manifest = _run_build(request, progress)
-    except BaseException as exc:
-        if not request.plan_only:
+        try:
+            manifest = _run_build(request, progress)
+        except BaseException as exc:
             progress.finish(error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        raise
-    if not request.plan_only:
+            raise
         failed = [n for n, e in manifest.variants.items() if e.get("status") != "ok"]
         progress.finish(error=f"failed variants: {', '.join(failed)}" if failed else None)
     return manifest
 
 
-def _run_build(request: BuildRequest, progress: BuildProgress) -> Manifest:
+def _run_build(request: BuildRequest, progress: BuildProgress | None) -> Manifest:
     profile, root = request.profile, request.artifacts_dir
     started = time.perf_counter()
     data = load_labelled_images(profile.dataset)
@@ -74,6 +74,7 @@ def _run_build(request: BuildRequest, progress: BuildProgress) -> Manifest:
     if request.plan_only:
         (root / "plan.json").write_text(json.dumps(manifest.data["plan"], indent=2))
         return manifest
+    assert progress is not None  # a plan-only run has returned above
     progress.planned(manifest.data["plan"]["phases"])
     with progress_step(progress, "base training", "teacher"):
         base_info = ensure_base_model(request, data, splits)
